@@ -1,0 +1,1 @@
+"""Per-cloud adapters. Each cloud package holds its inventory listers and capability implementations."""

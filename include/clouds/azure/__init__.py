@@ -1,0 +1,1 @@
+"""AZURE adapters: inventory listers and (later) capabilities, all through the Airflow provider's hooks."""

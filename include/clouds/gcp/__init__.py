@@ -1,0 +1,1 @@
+"""GCP adapters: inventory listers and (later) capabilities, all through the Airflow provider's hooks."""

@@ -1,0 +1,1 @@
+"""The local three-cloud estate: emulators, connections and the seed."""

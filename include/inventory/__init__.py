@@ -1,0 +1,1 @@
+"""Multi-cloud inventory: listers per cloud and service, a bounded collector, a versioned dataset."""

@@ -1,0 +1,159 @@
+"""Collect one target's inventory: every lister x region, bounded concurrency, errors reported.
+
+A lister that fails (endpoint unreachable, access denied, a cloud error) does not stop the others: its
+failure is recorded as a :class:`CollectionError` and the target's result is marked incomplete. A
+target whose connection cannot be reached at all is probed once and reported once, not per service.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from include.inventory.registry import GLOBAL, Lister, ListContext, listers_for
+from include.records import ResourceRecord
+from include.targets import Target
+
+_ACCESS_DENIED_CODES = {
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError",
+    "AuthorizationFailure", "InvalidClientTokenId", "UnrecognizedClientException", "Forbidden",
+    "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId",
+}
+_UNREACHABLE_NAMES = {
+    "EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError",
+    "ConnectionError", "ConnectionRefusedError", "ServiceRequestError", "ServiceResponseError",
+    "NewConnectionError", "MaxRetryError", "RetryError", "TransportError", "ServiceUnavailable",
+    "socket.timeout", "TimeoutError",
+}
+_DENIED_NAMES = {"Forbidden", "PermissionDenied", "Unauthorized", "ClientAuthenticationError", "NoCredentialsError"}
+
+
+def classify(exc: BaseException) -> str:
+    """``unreachable`` | ``access_denied`` | ``error``, from the exception alone (no SDK imports)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore ClientError
+        code = str(response.get("Error", {}).get("Code", ""))
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _ACCESS_DENIED_CODES or status == 403:
+            return "access_denied"
+    status_code = getattr(exc, "status_code", None) or getattr(exc, "code", None)
+    if names & _DENIED_NAMES or status_code in (401, 403):
+        return "access_denied"
+    if names & _UNREACHABLE_NAMES:
+        return "unreachable"
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and cause is not exc:
+        inner = classify(cause)
+        if inner != "error":
+            return inner
+    return "error"
+
+
+def _message(exc: BaseException, limit: int = 500) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class CollectionError:
+    """Why part of a target's inventory is missing."""
+
+    target: str
+    cloud: str
+    service: str  # "*" when the whole target failed its probe
+    region: str
+    kind: str  # unreachable | access_denied | error
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class TargetInventory:
+    """Result of collecting one target."""
+
+    target: str
+    cloud: str
+    account: str
+    records: list[ResourceRecord] = field(default_factory=list)
+    errors: list[CollectionError] = field(default_factory=list)
+    seconds: float = 0.0
+    calls: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for record in self.records:
+            counts[record.resource_type] = counts.get(record.resource_type, 0) + 1
+        return {
+            "target": self.target,
+            "cloud": self.cloud,
+            "account": self.account,
+            "resources": len(self.records),
+            "by_type": dict(sorted(counts.items())),
+            "complete": self.complete,
+            "errors": [error.to_dict() for error in self.errors],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def probe(target: Target) -> None:
+    """Raise if the target's connection cannot be used at all (each cloud module defines ``probe``)."""
+    module = importlib.import_module(f"include.clouds.{target.cloud}.inventory")
+    module.probe(target)
+
+
+def _work_items(target: Target, listers: list[Lister]) -> list[tuple[Lister, str]]:
+    items: list[tuple[Lister, str]] = []
+    for entry in listers:
+        regions = target.regions if entry.regional else (GLOBAL,)
+        items.extend((entry, region) for region in regions)
+    return items
+
+
+def collect_target(
+    target: Target, *, max_workers: int = 4, services: list[str] | None = None
+) -> TargetInventory:
+    """List every registered resource type of ``target`` with at most ``max_workers`` calls in flight."""
+    started = time.monotonic()
+    result = TargetInventory(target=target.name, cloud=target.cloud, account=target.account)
+    listers = listers_for(target.cloud, services)
+    try:
+        probe(target)
+    except Exception as exc:  # noqa: BLE001 - reported, and the run fails with these details
+        result.errors.append(
+            CollectionError(target.name, target.cloud, "*", GLOBAL, classify(exc), _message(exc))
+        )
+        result.seconds = time.monotonic() - started
+        return result
+
+    def run(item: tuple[Lister, str]) -> tuple[Lister, str, list[ResourceRecord] | BaseException]:
+        entry, region = item
+        try:
+            return entry, region, list(entry.func(ListContext(target=target, region=region)))
+        except Exception as exc:  # noqa: BLE001 - captured per lister; reported below
+            return entry, region, exc
+
+    items = _work_items(target, listers)
+    with ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix=f"inv-{target.name}") as pool:
+        for entry, region, outcome in pool.map(run, items):
+            result.calls += 1
+            if isinstance(outcome, BaseException):
+                result.errors.append(
+                    CollectionError(
+                        target.name, target.cloud, entry.service, region, classify(outcome), _message(outcome)
+                    )
+                )
+            else:
+                result.records.extend(outcome)
+    result.records.sort(key=lambda r: (r.resource_type, r.region, r.resource_id))
+    result.seconds = time.monotonic() - started
+    return result
