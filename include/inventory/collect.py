@@ -125,6 +125,8 @@ def collect_target(
     """List every registered resource type of ``target`` with at most ``max_workers`` calls in flight."""
     started = time.monotonic()
     result = TargetInventory(target=target.name, cloud=target.cloud, account=target.account)
+    # The caller's choice wins; else the target's own ``services``; else every lister of the cloud.
+    services = services or list(target.services) or None
     listers = listers_for(target.cloud, services)
     try:
         probe(target)

@@ -1,0 +1,162 @@
+"""
+# Inventory the estate
+
+**Owner:** platform-team · **Trigger:** hourly, by hand (UI form), or the API · **Changes nothing** (read-only)
+
+Lists every resource of every configured target (AWS accounts, Google Cloud projects, Azure
+subscriptions from `config/targets.yaml`) through the Airflow providers' hooks, normalises them into
+one record shape (`docs/inventory-records.md`) and publishes a dated, versioned dataset that the
+compliance, backup and drift runbooks read.
+
+## Steps
+1. **select_targets**: resolve the `targets` parameter (empty = all) against `config/targets.yaml`.
+   An unknown target name fails here, before any cloud is called.
+2. **collect_target** (one mapped task per target, in parallel): probe the connection, then run every
+   lister of that cloud in every region of the target, at most `concurrency` calls at once. A service
+   that is unreachable or denies access is recorded and the other services still complete.
+3. **publish_inventory**: merge the per-target files into
+   `data/inventory/date=YYYY-MM-DD/run=<run id>/inventory.jsonl` + `summary.json`, move
+   `data/inventory/latest.json`, and emit the `estate_inventory` asset (downstream runbooks start).
+   Runs even when a target failed, so the targets that worked are never lost.
+4. **check_complete**: fails the run, listing each target / service / region that could not be
+   inventoried and why (unreachable, access denied, error). A green run means a complete inventory.
+
+## If it fails
+Open the `check_complete` log: each line names the target, the service and the cloud's own error.
+`unreachable` → check the connection's endpoint / network; `access_denied` → the connection's role
+lacks a read permission (each lister declares its permissions in `include/clouds/<cloud>/inventory.py`).
+Fix and trigger again: collection is read-only, so re-running is always safe.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from include.assets import ESTATE_INVENTORY
+
+
+@dag(
+    dag_id="inventory_estate",
+    schedule="@hourly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    is_paused_upon_creation=False,
+    doc_md=__doc__,
+    tags=["runbook", "inventory", "read-only", "aws", "gcp", "azure"],
+    default_args={
+        "owner": "platform-team",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "execution_timeout": timedelta(minutes=30),
+    },
+    params={
+        "targets": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
+            title="Targets",
+            description="Target names from config/targets.yaml. Empty: every target.",
+        ),
+        "services": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": "^[a-z0-9_]+$"},
+            title="Services",
+            description="Only these services (e.g. s3, ec2). Empty: each target's configured services.",
+        ),
+    },
+)
+def inventory_estate() -> None:
+    @task
+    def select_targets(params: dict[str, Any] | None = None) -> list[str]:
+        """Resolve the requested targets; unknown names fail before any cloud call."""
+        from include.targets import load_targets
+
+        names = list((params or {}).get("targets") or [])
+        return [target.name for target in load_targets().select(names)]
+
+    @task(max_active_tis_per_dagrun=4)
+    def collect_target(target_name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """List one target's resources; per-service failures are recorded, not raised."""
+        from include.inventory.collect import collect_target as collect
+        from include.inventory.store import staging_path, write_jsonl
+        from include.targets import load_targets
+
+        config = load_targets()
+        target = config.get(target_name)
+        services = list((params or {}).get("services") or []) or None
+        if services:
+            from include.inventory.registry import listers_for
+
+            known = {entry.service for entry in listers_for(target.cloud)}
+            services = [s for s in services if s in known] or None
+        result = collect(target, max_workers=config.concurrency(target), services=services)
+        run_id = get_current_context()["run_id"]
+        path = staging_path(run_id, target.name)
+        write_jsonl(path, result.records)
+        summary = result.summary()
+        summary["staged"] = str(path)
+        print(
+            f"{target.name}: {summary['resources']} resources in {summary['seconds']}s, "
+            f"{len(result.errors)} errors"
+        )
+        for error in result.errors:
+            print(f"  {error.kind}: {error.service} {error.region}: {error.message}")
+        return summary
+
+    @task(trigger_rule="all_done", outlets=[ESTATE_INVENTORY])
+    def publish_inventory(selected: list[str], summaries: list[dict[str, Any] | None]) -> dict[str, Any]:
+        """Merge the per-target files into one dated version and emit the inventory asset."""
+        from pathlib import Path
+
+        from include.inventory.store import publish, staging_path
+
+        context = get_current_context()
+        run_id = context["run_id"]
+        got = [s for s in (summaries or []) if s]
+        missing = sorted(set(selected) - {s["target"] for s in got})
+        for name in missing:  # the collecting task itself crashed: say so, don't go silently short
+            got.append(
+                {
+                    "target": name, "cloud": "?", "resources": 0, "by_type": {}, "complete": False,
+                    "errors": [{"target": name, "cloud": "?", "service": "*", "region": "*",
+                                "kind": "error", "message": "collect_target task failed; see its log"}],
+                }
+            )
+        staged = [Path(s["staged"]) if s.get("staged") else staging_path(run_id, s["target"]) for s in got]
+        summary = publish(run_id, staged, got)
+        context["outlet_events"][ESTATE_INVENTORY].extra = {
+            "run_id": run_id,
+            "path": summary["path"],
+            "resources": summary["resources"],
+            "complete": summary["complete"],
+            "failed_targets": sorted({e["target"] for e in summary["errors"]}),
+        }
+        print(f"published {summary['resources']} resources to {summary['path']}")
+        for cloud, types in summary["by_cloud"].items():
+            print(f"  {cloud}: " + ", ".join(f"{t}={n}" for t, n in types.items()))
+        return {k: summary[k] for k in ("path", "resources", "complete", "errors", "by_cloud")}
+
+    @task
+    def check_complete(summary: dict[str, Any]) -> None:
+        """Fail with details when any target / service could not be inventoried."""
+        if summary["complete"]:
+            return
+        lines = [
+            f"{e['target']} {e['service']} {e['region']}: {e['kind']}: {e['message']}" for e in summary["errors"]
+        ]
+        raise RuntimeError(
+            f"inventory incomplete ({len(lines)} problems; the rest was published to {summary['path']}):\n"
+            + "\n".join(lines)
+        )
+
+    selected = select_targets()
+    summaries = collect_target.expand(target_name=selected)
+    check_complete(publish_inventory(selected, summaries))
+
+
+inventory_estate()

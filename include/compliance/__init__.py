@@ -1,0 +1,1 @@
+"""Compliance: a rule registry over the normalised inventory, waivers, scan diffs, reports, fixers."""

@@ -1,0 +1,346 @@
+"""The embedded default: Airflow (SQLite, LocalExecutor via ``airflow standalone``) + local emulators.
+
+    python -m include.local demo   # emulators, seed, Airflow, run the demo runbooks through the API, exit
+    python -m include.local up     # the same set-up, then keep Airflow and the emulators serving
+    python -m include.local down   # stop what ``up`` started
+
+Everything lives under ``.local/`` (git-ignored): the Airflow home with its SQLite DB, generated
+credentials, emulator state and logs. ``.env`` is (re)written with the connection values of the
+running emulators so that other shells (``set -a; . ./.env``) reach the same estate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from include.estate import emulators as emu
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+#: Runbooks ``make demo`` runs, in order, with their run conf. Later runbooks append themselves here.
+DEMO_RUNBOOKS: list[tuple[str, dict[str, Any]]] = [("inventory_estate", {})]
+
+
+class LocalError(RuntimeError):
+    """The local stack could not be set up or a demo run did not succeed."""
+
+
+@dataclass
+class Stack:
+    home: Path  # .local/
+    port: int
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "airflow.pid"
+
+    @property
+    def emulator_state(self) -> Path:
+        return self.home / "emulators.json"
+
+
+def _secret_file(path: Path, factory: Any) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(factory())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def credentials(stack: Stack) -> tuple[str, str]:
+    """The admin login of the local Airflow (password generated once per machine, never in git)."""
+    password = _secret_file(stack.home / "admin-password", lambda: secrets.token_urlsafe(12))
+    passwords_file = stack.airflow_home / "simple_auth_manager_passwords.json"
+    passwords_file.parent.mkdir(parents=True, exist_ok=True)
+    passwords_file.write_text(json.dumps({"admin": password}))
+    passwords_file.chmod(0o600)
+    return "admin", password
+
+
+def airflow_env(stack: Stack, emulators: emu.Emulators) -> dict[str, str]:
+    """Environment for every Airflow process of the local stack."""
+    jwt_secret = _secret_file(stack.home / "jwt-secret", lambda: secrets.token_urlsafe(64))
+    env = dict(os.environ)
+    env.pop("AWS_CA_BUNDLE", None)
+    env.update(emulators.environment())
+    env.update(
+        {
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "AIRFLOW_HOME": str(stack.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__PARALLELISM": "6",  # a laptop: LocalExecutor spawns this many workers
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                stack.airflow_home / "simple_auth_manager_passwords.json"
+            ),
+            "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+            "AIRFLOW__API__PORT": str(stack.port),
+            "AIRFLOW__API__BASE_URL": stack.base_url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{stack.base_url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{stack.airflow_home / 'airflow.db'}",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "RUNBOOKS_DATA_DIR": os.environ.get("RUNBOOKS_DATA_DIR", str(PROJECT_ROOT / "data")),
+        }
+    )
+    return env
+
+
+def write_dotenv(emulators: emu.Emulators, path: Path = PROJECT_ROOT / ".env") -> None:
+    """Write the emulator connections to ``.env`` (git-ignored) for other shells and tools."""
+    header = "# Written by `make up` / `make demo` for the local emulator estate. Do not commit.\n"
+    path.write_text(header + "\n".join(emu.env_lines(emulators)) + "\n")
+    path.chmod(0o600)
+
+
+def _free_or(port: int) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            return emu.free_port()
+
+
+def prepare(stack: Stack) -> tuple[emu.Emulators, dict[str, str]]:
+    """Start the emulators, seed the estate, migrate the Airflow DB. Returns emulators and Airflow env."""
+    print("starting emulators ...", flush=True)
+    emulators = emu.start(log_dir=stack.home / "logs")
+    emulators.save(stack.emulator_state)
+    emulators.apply_environment()
+    write_dotenv(emulators)
+    from include.estate.seed import seed_estate
+
+    started = time.monotonic()
+    report = seed_estate()
+    print(f"seeded the three-cloud estate in {time.monotonic() - started:.1f}s: {report.summary()}", flush=True)
+    env = airflow_env(stack, emulators)
+    credentials(stack)
+    print("initialising Airflow (SQLite) ...", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    return emulators, env
+
+
+def start_airflow(stack: Stack, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = open(stack.home / "logs" / "airflow-standalone.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "airflow", "standalone"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
+    )
+    stack.pid_file.write_text(str(proc.pid))
+    return proc
+
+
+def stop_airflow(stack: Stack, timeout: float = 30.0) -> None:
+    if not stack.pid_file.exists():
+        return
+    pid = int(stack.pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.killpg(pid, 0)
+            time.sleep(0.3)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    stack.pid_file.unlink(missing_ok=True)
+
+
+class Api:
+    """A minimal client for Airflow's REST API v2 (the same calls the README shows with curl)."""
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        self.base_url = base_url
+        self._login = (username, password)
+        self._token: str | None = None
+
+    def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self.token()}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+            return json.loads(response.read() or b"null")
+
+    def token(self) -> str:
+        if self._token is None:
+            user, password = self._login
+            answer = self._request("POST", "/auth/token", {"username": user, "password": password}, auth=False)
+            self._token = str(answer["access_token"])
+        return self._token
+
+    def healthy(self) -> bool:
+        try:
+            health = self._request("GET", "/api/v2/monitor/health", auth=False)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return all(
+            health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler")
+        )
+
+    def get(self, path: str) -> Any:
+        return self._request("GET", path)
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> Any:
+        return self._request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        )
+
+
+def wait_for(what: str, check: Any, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise LocalError(f"airflow standalone exited ({proc.returncode}) while waiting for {what}")
+        value = check()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise LocalError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def run_runbook(api: Api, dag_id: str, conf: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+    """Trigger one runbook through the API and wait for its end. Returns the final dag run."""
+
+    def parsed() -> bool:
+        try:
+            api.get(f"/api/v2/dags/{dag_id}")
+            return True
+        except urllib.error.HTTPError:
+            return False
+
+    wait_for(f"{dag_id} to be parsed", parsed, timeout=180)
+    run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
+    api.trigger(dag_id, run_id, conf)
+
+    def finished() -> dict[str, Any] | None:
+        run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        return run if run["state"] in ("success", "failed") else None
+
+    run: dict[str, Any] = wait_for(f"{dag_id} run {run_id}", finished, timeout=timeout)
+    if run["state"] != "success":
+        tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        failed = [f"{ti['task_id']}[{ti.get('map_index', -1)}]={ti['state']}" for ti in tis if ti["state"] != "success"]
+        raise LocalError(f"{dag_id} run {run_id} ended {run['state']}: {', '.join(failed)}")
+    return run
+
+
+def print_inventory_summary() -> None:
+    from include.inventory.store import latest
+
+    pointer = latest()
+    summary = json.loads((Path(pointer["path"]).parent / "summary.json").read_text())
+    print(f"\ninventory: {summary['resources']} resources, complete={summary['complete']}")
+    for cloud, types in summary["by_cloud"].items():
+        print(f"  {cloud:<6} " + "  ".join(f"{t.split('.', 1)[1]}={n}" for t, n in types.items()))
+    print(f"  dataset: {summary['path']}")
+    print(f"  summary: {Path(summary['path']).parent / 'summary.json'}")
+
+
+def demo(stack: Stack) -> int:
+    emulators, env = prepare(stack)
+    proc = None
+    try:
+        proc = start_airflow(stack, env)
+        user, password = credentials(stack)
+        api = Api(stack.base_url, user, password)
+        print(f"starting Airflow on {stack.base_url} ...", flush=True)
+        wait_for("Airflow to be healthy", api.healthy, timeout=180, proc=proc)
+        for dag_id, conf in DEMO_RUNBOOKS:
+            started = time.monotonic()
+            run_runbook(api, dag_id, conf)
+            print(f"{dag_id}: success in {time.monotonic() - started:.1f}s (triggered through the REST API)")
+        print_inventory_summary()
+        return 0
+    finally:
+        stop_airflow(stack)
+        emu.stop(emulators)
+        stack.emulator_state.unlink(missing_ok=True)
+
+
+def up(stack: Stack) -> int:
+    emulators, env = prepare(stack)
+    proc = start_airflow(stack, env)
+    user, password = credentials(stack)
+    api = Api(stack.base_url, user, password)
+    try:
+        wait_for("Airflow to be healthy", api.healthy, timeout=180, proc=proc)
+        print(
+            f"\nAirflow is up: {stack.base_url}  (login: {user} / {password})\n"
+            f"emulators: aws {emulators.aws_endpoint}  gcs {emulators.gcs_endpoint}  "
+            f"azure {emulators.azure_endpoint}\nconnections written to .env; Ctrl-C (or `make down`) stops.",
+            flush=True,
+        )
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_airflow(stack)
+        emu.stop(emulators)
+        stack.emulator_state.unlink(missing_ok=True)
+    return 0
+
+
+def down(stack: Stack) -> int:
+    stop_airflow(stack)
+    if stack.emulator_state.exists():
+        emu.stop(emu.Emulators.load(stack.emulator_state))
+        stack.emulator_state.unlink()
+    print("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("command", choices=["demo", "up", "down"])
+    parser.add_argument("--home", type=Path, default=Path(os.environ.get("RUNBOOKS_LOCAL_HOME", PROJECT_ROOT / ".local")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 0)))
+    args = parser.parse_args(argv)
+    args.home.mkdir(parents=True, exist_ok=True)
+    (args.home / "logs").mkdir(exist_ok=True)
+    port = args.port or (8080 if args.command == "up" else 0)
+    stack = Stack(home=args.home, port=_free_or(port) if args.command == "demo" or port == 0 else port)
+    if args.command == "demo":
+        if not args.port:
+            stack.port = emu.free_port()
+        return demo(stack)
+    if args.command == "up":
+        return up(stack)
+    return down(stack)
+
+
+if __name__ == "__main__":
+    try:
+        raise SystemExit(main())
+    except LocalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
