@@ -26,9 +26,8 @@ CMD ["start", "--host", "0.0.0.0", "--port", "9023", "--in-memory"]
 FROM ${AIRFLOW_BASE_IMAGE} AS airflow
 ARG AIRFLOW_VERSION
 COPY --chown=airflow:0 requirements.lock /opt/airflow/requirements.lock
-# Runtime distributions only; versions come from requirements.lock (the set the tests run against).
-# Deployment extras the lock does not list (Celery executor, FAB auth manager, Postgres driver) keep
-# the versions pip resolves against the lock's pins. Test/dev tools (pytest, ruff, uv, psutil, moto,
+# Runtime distributions only; versions come from requirements.lock (the set the tests run against),
+# which also pins the deployment extras (Celery executor, FAB auth manager, Postgres). Test/dev tools (pytest, ruff, uv, psutil, moto,
 # gcp-storage-emulator) do not belong in a production image.
 RUN pip install --no-cache-dir \
         "apache-airflow==${AIRFLOW_VERSION}" \

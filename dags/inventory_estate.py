@@ -144,12 +144,15 @@ def inventory_estate() -> None:
     @task
     def check_complete(summary: dict[str, Any]) -> None:
         """Fail with details when any target / service could not be inventoried."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         if summary["complete"]:
             return
         lines = [
             f"{e['target']} {e['service']} {e['region']}: {e['kind']}: {e['message']}" for e in summary["errors"]
         ]
-        raise RuntimeError(
+        # AirflowFailException: retrying cannot change a published result; re-trigger after the fix.
+        raise AirflowFailException(
             f"inventory incomplete ({len(lines)} problems; the rest was published to {summary['path']}):\n"
             + "\n".join(lines)
         )

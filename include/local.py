@@ -109,9 +109,20 @@ def airflow_env(stack: Stack, emulators: emu.Emulators) -> dict[str, str]:
 
 
 def write_dotenv(emulators: emu.Emulators, path: Path = PROJECT_ROOT / ".env") -> None:
-    """Write the emulator connections to ``.env`` (git-ignored) for other shells and tools."""
-    header = "# Written by `make up` / `make demo` for the local emulator estate. Do not commit.\n"
-    path.write_text(header + "\n".join(emu.env_lines(emulators)) + "\n")
+    """Set the emulator connections in ``.env`` (git-ignored) for other shells and tools.
+
+    Only the keys this module owns are replaced; anything else in the file (compose settings such as
+    FERNET_KEY) is kept as it was.
+    """
+    owned = emulators.environment()
+    kept = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key = line.split("=", 1)[0].strip()
+            if key not in owned and not line.startswith("# Written by `make"):
+                kept.append(line)
+    header = "# Written by `make up` / `make demo`: emulator connections (other lines are kept). Do not commit."
+    path.write_text("\n".join([*kept, header, *emu.env_lines(emulators)]) + "\n")
     path.chmod(0o600)
 
 

@@ -14,7 +14,9 @@ Severity = Literal["critical", "high", "medium", "low", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 #: Outcome of one rule on one resource.
 Status = Literal["fail", "pass", "waived"]
-#: Where a finding stands against the previous scan.
+#: Where a failing (or waived) finding stands against the previous scan: ``new`` (not failing before),
+#: ``open`` (failing in both; ``first_seen`` kept), ``resolved`` (failing before, passing or gone now).
+#: Passing findings that were not failing before have no lifecycle (``None``).
 Lifecycle = Literal["new", "open", "resolved"]
 
 
@@ -67,7 +69,7 @@ class Finding:
     frameworks: dict[str, list[str]]
     evidence: dict[str, Any] = field(default_factory=dict)
     waiver: dict[str, str] | None = None
-    lifecycle: Lifecycle = "new"
+    lifecycle: Lifecycle | None = "new"
     first_seen: str | None = None
     fixer: str | None = None
 

@@ -154,7 +154,10 @@ def _seed_kms(clients: _Clients, keys: list[dict[str, Any]], report: SeedReport)
                 report.add(False, "aws.kms.key", alias)
                 continue
             meta = kms.create_key(
-                Description=spec.get("description", ""), Tags=_tag_list(spec, "TagKey", "TagValue")
+                Description=spec.get("description", ""),
+                KeyUsage="ENCRYPT_DECRYPT",
+                KeySpec="SYMMETRIC_DEFAULT",
+                Tags=_tag_list(spec, "TagKey", "TagValue"),
             )["KeyMetadata"]
             kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
             if spec.get("rotation"):
@@ -346,7 +349,9 @@ def _seed_ec2_region(
             "InstanceType": inst["instance_type"],
             "MinCount": 1,
             "MaxCount": 1,
-            "TagSpecifications": _tag_spec("instance", inst),
+            # The root volume carries the instance's tags and its own seed-id.
+            "TagSpecifications": _tag_spec("instance", inst)
+            + _tag_spec("volume", dict(inst, seed_id=f"{inst['seed_id']}-root")),
         }
         if inst.get("security_groups"):
             run["SecurityGroupIds"] = [_need(group_ids, g, f"instance {inst['seed_id']}") for g in inst["security_groups"]]
@@ -388,8 +393,10 @@ def _seed_ec2_region(
         report.add(True, "aws.ec2.volume", vol["seed_id"])
 
     # Snapshots: moto cannot backdate StartTime, so the intended age travels as a tag and in the description.
+    # (The owner-id filter repeats OwnerIds=self for moto, which ignores OwnerIds.)
+    own = [{"Name": "owner-id", "Values": [clients.target.account]}]
     snapshots = _by_seed_id(
-        [s for page in ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"], Filters=seed_filter)
+        [s for page in ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"], Filters=own + seed_filter)
          for s in page["Snapshots"]]
     )
     for snap in mine(spec.get("snapshots", [])):

@@ -239,7 +239,7 @@ def list_s3(ctx: ListContext) -> list[ResourceRecord]:
     buckets = list(_paginate(home, "list_buckets", "Buckets"))
     if not buckets:
         return []
-    clients: dict[str, Any] = {}
+    clients: dict[str, Any] = {_home(ctx): home}
     lock = threading.Lock()
 
     def regional(region: str) -> Any:
@@ -398,7 +398,10 @@ def list_ec2(ctx: ListContext) -> list[ResourceRecord]:
             )
         )
 
-    for snap in _paginate(client, "describe_snapshots", "Snapshots", OwnerIds=["self"]):
+    # The owner-id filter repeats OwnerIds=self for emulators that ignore OwnerIds (moto lists every public
+    # AMI snapshot, ~1,300 per region, without it); on AWS both mean the same.
+    own = {"OwnerIds": ["self"], "Filters": [{"Name": "owner-id", "Values": [ctx.target.account]}]}
+    for snap in _paginate(client, "describe_snapshots", "Snapshots", **own):
         tags = _tags(snap.get("Tags"))
         records.append(
             ctx.record(
@@ -684,7 +687,12 @@ def list_kms(ctx: ListContext) -> list[ResourceRecord]:
     for key in _paginate(client, "list_keys", "Keys"):
         meta = client.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
         key_id = meta["KeyId"]
+        key_aliases = sorted(aliases.get(key_id, []))
         manager = meta.get("KeyManager")
+        # Only AWS may name an alias alias/aws/*: such a key is AWS-managed even where an emulator (moto, for
+        # the key it makes for EBS default encryption) reports CUSTOMER.
+        if any(a.startswith("alias/aws/") for a in key_aliases):
+            manager = "AWS"
         state = meta.get("KeyState")
         attributes: dict[str, Any] = {
             "state": state,
@@ -692,7 +700,7 @@ def list_kms(ctx: ListContext) -> list[ResourceRecord]:
             "key_spec": meta.get("KeySpec", meta.get("CustomerMasterKeySpec")),
             "key_usage": meta.get("KeyUsage"),
             "created_at": meta.get("CreationDate"),
-            "aliases": sorted(aliases.get(key_id, [])),
+            "aliases": key_aliases,
         }
         # Rotation applies to enabled/disabled symmetric keys with AWS-made material only; elsewhere the key
         # is absent ("not applicable") rather than false.

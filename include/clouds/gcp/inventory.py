@@ -178,12 +178,12 @@ def instance_attributes(instance: Mapping[str, Any]) -> dict[str, Any]:
 def _aggregated_instances(service: Any, project: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(zone, instance) for every instance of the project, following ``nextPageToken``."""
     instances = service.instances()
-    request = instances.aggregatedList(project=project, returnPartialSuccess=True)
+    request = instances.aggregatedList(project=project)
     while request is not None:
         response = request.execute()
         unreachable = response.get("unreachables") or []
         if unreachable:
-            # A partial answer must not look like a complete inventory.
+            # A partial answer (some zones unreachable) must not look like a complete inventory.
             raise RuntimeError(f"Compute Engine could not list instances in: {', '.join(unreachable)}")
         for scope, scoped in (response.get("items") or {}).items():
             if not scope.startswith("zones/"):

@@ -401,8 +401,10 @@ def iam_single_active_key(record: ResourceRecord, ctx: RuleContext) -> Verdict |
     frameworks={"CIS-AWS-3.0": ["3.6"], "AWS-FSBP": ["KMS.4"]},
 )
 def kms_rotation(record: ResourceRecord, ctx: RuleContext) -> Verdict | None:
-    if _attr(record, "key_manager") != "CUSTOMER":
-        return None  # AWS-managed keys rotate themselves
+    # AWS-managed keys rotate themselves. The alias/aws/ prefix is reserved for them: a key behind it is
+    # AWS-managed whatever KeyManager says (moto reports its alias/aws/ebs key as CUSTOMER).
+    if _attr(record, "key_manager") != "CUSTOMER" or record.name.startswith("alias/aws/"):
+        return None
     return _bool_rule(record, "rotation_enabled", "rotation enabled", "automatic rotation is off")
 
 

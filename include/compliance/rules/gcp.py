@@ -78,10 +78,13 @@ def gcs_not_public(record: ResourceRecord, ctx: RuleContext) -> Verdict | None:
 
 @rule(
     id="gcp_storage_bucket_versioning",
-    title="Cloud Storage buckets have object versioning",
+    title="Cloud Storage buckets have object versioning (or a retention policy)",
     severity="medium",
     resource_types=("gcp.storage.bucket",),
-    rationale="Versioning keeps overwritten and deleted objects recoverable.",
+    rationale=(
+        "Versioning keeps overwritten and deleted objects recoverable; a retention policy (which Cloud Storage "
+        "does not allow together with versioning) protects them for its period instead."
+    ),
     remediation="`gcloud storage buckets update gs://<name> --versioning` and add a lifecycle rule for old versions.",
     frameworks={"HIPAA": ["164.308(a)(7)(ii)(A)"]},
 )
@@ -89,4 +92,9 @@ def gcs_versioning(record: ResourceRecord, ctx: RuleContext) -> Verdict | None:
     value = record.attributes.get("versioning")
     if value is None:
         return None
-    return verdict(value is True, "versioning on", "versioning is off")
+    # Cloud Storage refuses versioning on a bucket with a retention policy; the retention policy already
+    # keeps every object from being deleted or overwritten for its period.
+    retention = int(record.attributes.get("retention_days") or 0)
+    if value is not True and retention > 0:
+        return verdict(True, f"protected by a {retention}-day retention policy", "", retention_days=retention)
+    return verdict(value is True, "versioning on", "versioning is off (and no retention policy)")

@@ -1,0 +1,251 @@
+"""Append-only audit trail shared by every mutating runbook.
+
+One JSON object per line in ``<RUNBOOKS_DATA_DIR>/audit/<YYYY-MM-DD>.jsonl`` (UTC date of the event):
+who or what triggered the run, who approved it, the parameters (secrets redacted), the idempotency key,
+and per step and resource what was done and what changed.
+
+Appends are atomic: the file is opened with ``O_APPEND`` and each record is written with ONE ``write``
+call, so concurrent tasks never interleave half lines. Records are never rewritten or deleted here.
+
+Connection secrets never reach the file: parameter values under secret-looking keys are replaced, and
+every string written (parameters, before/after, error text) is scrubbed of credential patterns
+(``AccountKey=``, ``password=``, ``user:password@`` in URLs, SAS signatures, bearer tokens, AWS secret keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+Outcome = Literal["changed", "unchanged", "failed", "skipped"]
+OUTCOMES: tuple[Outcome, ...] = ("changed", "unchanged", "failed", "skipped")
+
+REDACTED = "***"
+
+#: Parameter keys whose values are secrets (matched case-insensitively anywhere in the key).
+_SECRET_KEY = re.compile(
+    r"password|passwd|passphrase|(^|[_-])pass($|[_-])|pwd|secret|token|credential|api[_-]?key|access[_-]?key|private[_-]?key|account[_-]?key|"
+    r"connection[_-]?string|conn[_-]?str|(^|[_-])sas($|[_-])|sas[_-]?(url|token)|signature|authorization|auth[_-]?header|cookie|session[_-]?key|"
+    r"keyfile|key[_-]?json|service[_-]?account[_-]?json",
+    re.IGNORECASE,
+)
+#: Keys that look secret by name but are identifiers (kms key ids / ARNs, idempotency keys, tag keys).
+_NOT_SECRET_KEY = re.compile(r"^(kms_key(_id|_arn)?|idempotency_key|key|keys|tag_keys|required_keys)$", re.IGNORECASE)
+
+#: Credential patterns scrubbed from every string value (group 1 is kept, the secret is replaced).
+_SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"((?:AccountKey|SharedAccessKey|SharedAccessSignature|password|pwd)\s*=\s*)[^;&\s\"']+", re.IGNORECASE),
+    re.compile(r"([?&](?:sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&\s\"']+", re.IGNORECASE),
+    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@\"']+:)[^@\s/\"']+(?=@)", re.IGNORECASE),
+    re.compile(r"(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE),
+    re.compile(r"((?:aws_secret_access_key|secret_access_key|SecretAccessKey|client_secret)[\"']?\s*[:=]\s*[\"']?)"
+               r"[A-Za-z0-9/+=._-]{8,}", re.IGNORECASE),
+    re.compile(r"(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(?=-----END|$)"),
+)
+
+
+def scrub(text: str) -> str:
+    """Replace credential material inside free text (error messages, URLs) with ``***``."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return text
+
+
+def _is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key)) and not _NOT_SECRET_KEY.match(key)
+
+
+def redact(value: Any, *, key: str | None = None) -> Any:
+    """A JSON-able copy of ``value`` with secret-named entries replaced and credential text scrubbed."""
+    if key is not None and _is_secret_key(key) and value not in (None, "", [], {}):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {str(k): redact(v, key=str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [redact(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, str):
+        return scrub(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return scrub(str(value))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One audited action: a step of a runbook run on one resource (or on the run as a whole)."""
+
+    runbook: str  # the DAG id
+    run_id: str
+    actor: str  # triggering user, or "api" / "schedule" / "asset" / "dag_test"
+    step: str  # plan | apply | verify | approve | ...
+    action: str  # what was (or would be) done, e.g. "s3:PutBucketPublicAccessBlock"
+    outcome: Outcome
+    dry_run: bool
+    resource: str | None = None  # resource id (ARN, GCS / Azure URL); None for run-level records
+    approver: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    before: Any = None
+    after: Any = None
+    error: str | None = None
+    time: str = field(default_factory=_now)
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, not {self.outcome!r}")
+        # Redact at construction, so no code path can write or return an unredacted record.
+        object.__setattr__(self, "params", redact(dict(self.params or {})))
+        object.__setattr__(self, "before", redact(self.before))
+        object.__setattr__(self, "after", redact(self.after))
+        if self.error is not None:
+            object.__setattr__(self, "error", scrub(str(self.error)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditRecord:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """What every record of one run shares; ``record(...)`` fills in the per-step fields."""
+
+    runbook: str
+    run_id: str
+    actor: str
+    dry_run: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    approver: str | None = None
+
+    def with_approver(self, approver: str | None) -> AuditContext:
+        return replace(self, approver=approver)
+
+    def record(
+        self,
+        *,
+        step: str,
+        action: str,
+        outcome: Outcome,
+        resource: str | None = None,
+        before: Any = None,
+        after: Any = None,
+        error: str | None = None,
+        dry_run: bool | None = None,
+    ) -> AuditRecord:
+        return AuditRecord(
+            runbook=self.runbook,
+            run_id=self.run_id,
+            actor=self.actor,
+            approver=self.approver,
+            params=self.params,
+            idempotency_key=self.idempotency_key,
+            step=step,
+            resource=resource,
+            action=action,
+            dry_run=self.dry_run if dry_run is None else dry_run,
+            outcome=outcome,
+            before=before,
+            after=after,
+            error=error,
+        )
+
+
+def audit_dir(base: Path | None = None) -> Path:
+    from include.inventory.store import data_dir  # one definition of RUNBOOKS_DATA_DIR
+
+    return (base or data_dir()) / "audit"
+
+
+def audit_path(day: date | str, base: Path | None = None) -> Path:
+    return audit_dir(base) / f"{day if isinstance(day, str) else day.isoformat()}.jsonl"
+
+
+def write_audit(record: AuditRecord, base: Path | None = None) -> Path:
+    """Append ``record`` to the file of its UTC date with a single ``write`` call; return the file."""
+    path = audit_path(record.time[:10], base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (record.to_json() + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        written = os.write(fd, line)
+    finally:
+        os.close(fd)
+    if written != len(line):  # a short write on a local file means the disk is full: say so
+        raise OSError(f"audit append to {path} wrote {written} of {len(line)} bytes")
+    return path
+
+
+def read_audit(
+    *,
+    runbook: str | None = None,
+    run_id: str | None = None,
+    resource: str | None = None,
+    step: str | None = None,
+    since: date | str | None = None,
+    until: date | str | None = None,
+    base: Path | None = None,
+) -> list[AuditRecord]:
+    """Audit records in time order, optionally filtered (``since``/``until`` are inclusive UTC dates)."""
+    folder = audit_dir(base)
+    if not folder.exists():
+        return []
+    low = str(since) if since else None
+    high = str(until) if until else None
+    found: list[AuditRecord] = []
+    for path in sorted(folder.glob("*.jsonl")):
+        day = path.stem
+        if (low and day < low) or (high and day > high):
+            continue
+        for record in _read_file(path):
+            if runbook and record.runbook != runbook:
+                continue
+            if run_id and record.run_id != run_id:
+                continue
+            if resource and record.resource != resource:
+                continue
+            if step and record.step != step:
+                continue
+            found.append(record)
+    return sorted(found, key=lambda r: r.time)
+
+
+def _read_file(path: Path) -> Iterator[AuditRecord]:
+    with path.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield AuditRecord.from_dict(json.loads(line))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: not an audit record: {exc}") from exc
+
+
+def actor_from_context(context: Mapping[str, Any]) -> str:
+    """Who started the run: the triggering user, else ``schedule`` / ``asset`` / ``backfill`` / ``api``."""
+    dag_run = context.get("dag_run")
+    user = getattr(dag_run, "triggering_user_name", None)
+    if user:
+        return str(user)
+    run_type = str(getattr(dag_run, "run_type", "") or "").lower()
+    for kind, name in (("scheduled", "schedule"), ("asset", "asset"), ("backfill", "backfill")):
+        if kind in run_type:
+            return name
+    return "api"
