@@ -34,10 +34,17 @@ No cloud is called: the rules read the inventory that `inventory_estate` collect
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import (
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    get_current_context,
+    task,
+)
 
 from include.assets import ESTATE_INVENTORY
 
@@ -122,12 +129,11 @@ def compliance_scan() -> None:
     @task
     def evaluate_rules(inventory: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run every enabled rule over the inventory; apply waivers and the policy."""
-        from datetime import timezone
         from pathlib import Path
 
         from include.compliance.engine import scan
         from include.compliance.policy import load_policy
-        from include.compliance.store import staging_path, write_findings
+        from include.compliance.store import new_scan_id, scan_dir, write_findings
         from include.compliance.waivers import load_waivers
         from include.inventory.store import read_jsonl
         from include.targets import load_targets
@@ -135,37 +141,70 @@ def compliance_scan() -> None:
         wanted = set(inventory["targets"])
         records = [r for r in read_jsonl(Path(inventory["path"])) if r.target in wanted]
         rules = list((params or {}).get("rules") or []) or None
-        scanned_at = datetime.now(timezone.utc)
+        scanned_at = datetime.now(UTC)
         findings = scan(
             records, load_targets(), now=scanned_at, rules=rules, waivers=load_waivers(), policy=load_policy()
         )
-        path = staging_path(get_current_context()["run_id"])
+        scan_id = new_scan_id(scanned_at, get_current_context()["run_id"])
+        path = scan_dir(scan_id) / "evaluated.json"  # before the diff; findings.json comes after it
         write_findings(path, findings)
         counts = {s: sum(1 for f in findings if f.status == s) for s in ("fail", "pass", "waived")}
         print(f"{len(records)} resources, {len(findings)} findings: {counts}")
-        return {"staged": str(path), "scanned_at": scanned_at.isoformat(), "resources": len(records), **counts}
+        return {
+            "scan_id": scan_id,
+            "staged": str(path),
+            "scanned_at": scanned_at.isoformat(),
+            "resources": len(records),
+            **counts,
+        }
 
     @task
-    def validate_facts(inventory: dict[str, Any]) -> dict[str, Any]:
+    def validate_facts(inventory: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
         """Validate the inventory facts with the great-expectations suites (results go into the report)."""
-        from include.compliance import validation  # imports great_expectations lazily, inside the task
+        from pathlib import Path
 
-        return dict(validation.validate_inventory(inventory["path"]))
+        from include.compliance.store import compliance_dir
+        from include.compliance.validation import (
+            validate_inventory,  # imports GX inside the call
+        )
+        from include.inventory.store import read_jsonl
+
+        wanted = set(inventory["targets"])
+        records = [r for r in read_jsonl(Path(inventory["path"])) if r.target in wanted]
+        out_dir = compliance_dir() / "scans" / evaluated["scan_id"] / "validation"
+        summary = validate_inventory(records, out_dir=out_dir)
+        stats = summary.statistics
+        print(
+            f"fact validation {'passed' if summary.success else 'FAILED'}: {stats['successful_expectations']} of "
+            f"{stats['evaluated_expectations']} expectations held ({summary.renderer}: {summary.html_path})"
+        )
+        for label in summary.failed_labels():
+            print(f"  failed: {label}")
+        # The findings still stand; the report shows which facts they rest on were questionable.
+        return {
+            "success": summary.success,
+            "results_path": summary.results_path,
+            "html_path": summary.html_path,
+            "statistics": stats,
+            "failed": summary.failed_labels()[:50],
+        }
 
     @task
     def diff_against_previous(
         inventory: dict[str, Any], evaluated: dict[str, Any], params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Mark findings new / open / resolved against the previous scan and save this scan."""
-        import shutil
+        from include.compliance.store import (
+            diff,
+            load_latest_findings,
+            read_findings,
+            save_scan,
+        )
 
-        from include.compliance.store import diff, load_latest_findings, new_scan_id, read_findings, save_scan
-
-        run_id = get_current_context()["run_id"]
         scanned_at = datetime.fromisoformat(evaluated["scanned_at"])
         rules = list((params or {}).get("rules") or []) or None
         findings = diff(
-            load_latest_findings(),
+            load_latest_findings(before=evaluated["scan_id"]),  # a retry must not diff against itself
             read_findings(evaluated["staged"]),
             scanned_at=scanned_at,
             incomplete_targets=inventory["incomplete_targets"],
@@ -175,12 +214,9 @@ def compliance_scan() -> None:
         saved = save_scan(
             findings,
             scanned_at=scanned_at,
-            scan_id=new_scan_id(scanned_at, run_id),
+            scan_id=evaluated["scan_id"],
             inventory={k: inventory[k] for k in ("run_id", "path", "collected_at", "incomplete_targets")},
         )
-        from pathlib import Path
-
-        shutil.rmtree(Path(evaluated["staged"]).parent, ignore_errors=True)
         lifecycle = saved["totals"]["by_lifecycle"]
         print(f"scan {saved['scan_id']}: {saved['totals']['by_status']}; {lifecycle}")
         return {"scan_id": saved["scan_id"], "path": saved["path"], "scanned_at": saved["scanned_at"],
@@ -226,8 +262,7 @@ def compliance_scan() -> None:
 
     inventory = load_inventory()
     evaluated = evaluate_rules(inventory)
-    validation = validate_facts(inventory)
-    evaluated >> validation
+    validation = validate_facts(inventory, evaluated)
     saved = diff_against_previous(inventory, evaluated)
     validation >> saved
     written = write_reports(saved, validation)

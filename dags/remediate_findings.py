@@ -146,7 +146,8 @@ def remediate_findings() -> None:
             return "report_plan"
         return "approve_changes"
 
-    @task(retries=0)
+    # The report tasks fail with AirflowFailException (no retry): a result does not change by retrying.
+    @task
     def report_plan(planned: dict[str, Any]) -> dict[str, Any]:
         """Write the plan as the run's result; fail when a resource could not be planned."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -214,7 +215,7 @@ def remediate_findings() -> None:
                                 audit=runner.audit_context(context, request, approver=applied.get("approver")))
         return {**applied, "entries": runner.to_dicts(entries)}
 
-    @task(trigger_rule="all_done", retries=0)
+    @task(trigger_rule="all_done")
     def report(verified: dict[str, Any] | None) -> dict[str, Any]:
         """Write result.json; fail listing every failed / not fixed resource. A rejection ends green."""
         from include.compliance.remediation import runner

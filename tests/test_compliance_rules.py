@@ -21,7 +21,7 @@ scanned with the production engine. The scans ("phases"):
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -198,7 +198,7 @@ def _bucket(name: str, target: str = "aws-prod", **attributes: Any) -> ResourceR
 
 def test_scan_is_deterministic_and_skips_not_applicable() -> None:
     records = [_bucket("b2", versioning=False), _bucket("b1", versioning=True), _bucket("b3")]
-    now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, tzinfo=UTC)
     first = scan(records, None, now=now, rules=["aws_s3_bucket_versioning"])
     second = scan(list(reversed(records)), None, now=now, rules=["aws_s3_bucket_versioning"])
     assert first == second
@@ -214,7 +214,7 @@ def test_a_rule_that_raises_stops_the_scan_naming_rule_and_resource() -> None:
 
     bad = Rule(_meta(), broken)
     with pytest.raises(RuleError, match=r"aws_test_rule failed on arn:aws:s3:::b1"):
-        scan([_bucket("b1")], None, now=datetime.now(timezone.utc), rules=[bad])
+        scan([_bucket("b1")], None, now=datetime.now(UTC), rules=[bad])
 
 
 def test_policy_disables_rules_and_overrides_thresholds() -> None:
@@ -227,7 +227,7 @@ def test_policy_disables_rules_and_overrides_thresholds() -> None:
         resource_type="aws.ec2.snapshot", resource_id="arn:aws:ec2:us-east-1::snapshot/snap-1", name="snap-1",
         attributes={"created_at": "2026-11-27T00:00:00Z", "encrypted": True},
     )
-    now = datetime(2026, 11, 28, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 28, tzinfo=UTC)
     default = scan([snapshot], None, now=now, rules=["aws_ec2_snapshot_age"])
     strict = scan([snapshot], None, now=now, rules=["aws_ec2_snapshot_age"], policy=policy)
     assert default[0].status == "pass" and strict[0].status == "fail"
@@ -257,7 +257,7 @@ def test_required_tag_keys_come_from_the_policy_and_match_azure_spelling() -> No
         resource_type="azure.storage.container", resource_id="https://a.blob.core.windows.net/c", name="c",
         tags={"Owner": "x", "cost_center": "cc-1"},
     )
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     default = scan([container], None, now=now, rules=["azure_required_metadata"])
     assert default[0].status == "fail" and default[0].evidence["missing"] == ["data-classification"]
     relaxed = scan([container], None, now=now, rules=["azure_required_metadata"],
@@ -312,7 +312,7 @@ def phases(emulators: Any) -> dict[str, tuple[list[ResourceRecord], list[Finding
     seed_estate()
     _add_fixture_resources()
     targets = load_targets()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out: dict[str, tuple[list[ResourceRecord], list[Finding]]] = {}
 
     records = _collect(targets)

@@ -103,7 +103,10 @@ def test_gce_lister_maps_aggregated_list(gcp_target: Target, gce_http: Any) -> N
     assert web.service == "compute"
     assert web.cloud == "gcp" and web.account == GCP_PROJECT and web.target == "gcp-contract"
     assert web.region == "europe-west1"
-    assert web.resource_id == f"//compute.googleapis.com/projects/{GCP_PROJECT}/zones/europe-west1-b/instances/web-eu-1"
+    assert (
+        web.resource_id
+        == f"//compute.googleapis.com/projects/{GCP_PROJECT}/zones/europe-west1-b/instances/web-eu-1"
+    )
     assert web.tags == {"owner": "web-team", "cost-center": "cc-3000", "data-classification": "public"}
     a = web.attributes
     assert a["state"] == "RUNNING"
@@ -117,7 +120,9 @@ def test_gce_lister_maps_aggregated_list(gcp_target: Target, gce_http: Any) -> N
     assert a["deletion_protection"] is True
     assert a["preemptible"] is False
     assert a["encrypted"] is True
-    assert a["kms_key"].startswith(f"projects/{GCP_PROJECT}/locations/europe-west1/keyRings/runbooks/cryptoKeys/disks")
+    assert a["kms_key"].startswith(
+        f"projects/{GCP_PROJECT}/locations/europe-west1/keyRings/runbooks/cryptoKeys/disks"
+    )
     assert a["disks"] == [
         {"name": "web-eu-1", "boot": True, "kms_key": a["kms_key"]},
         {"name": "web-eu-1-data", "boot": False, "kms_key": None},
@@ -136,7 +141,9 @@ def test_gce_lister_maps_aggregated_list(gcp_target: Target, gce_http: Any) -> N
 def test_gce_lister_region_filter_and_global(gcp_target: Target, gce_http: Any) -> None:
     gce_http(_gce_pages())
     us = _run("gcp", "compute", gcp_target, "us-central1")
-    assert [(r.name, r.region, r.attributes["zone"]) for r in us] == [("legacy-us-1", "us-central1", "us-central1-a")]
+    assert [(r.name, r.region, r.attributes["zone"]) for r in us] == [
+        ("legacy-us-1", "us-central1", "us-central1-a")
+    ]
     assert us[0].attributes["created_at"] == "2023-06-30T21:05:12Z"
 
     gce_http(_gce_pages())
@@ -204,7 +211,9 @@ class _StaticToken:
 
 
 @pytest.fixture
-def arm_http(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[Any], tuple[int, dict[str, Any]]]], dict[str, Any]]:
+def arm_http(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[Callable[[Any], tuple[int, dict[str, Any]]]], dict[str, Any]]:
     """Serve ARM answers from a handler through a requests adapter under the real azure-core pipeline."""
     import requests
     from azure.core.pipeline.transport import RequestsTransport
@@ -247,7 +256,9 @@ def arm_http(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[Any], tuple
                 retry_total=0,
             )
 
-        monkeypatch.setattr("airflow.providers.microsoft.azure.hooks.compute.ComputeManagementClient", client_factory)
+        monkeypatch.setattr(
+            "airflow.providers.microsoft.azure.hooks.compute.ComputeManagementClient", client_factory
+        )
         return seen
 
     return install

@@ -71,7 +71,10 @@ def test_every_seeded_bucket_is_inventoried(gcp_azure_estate: SeedReport) -> Non
         assert a["kms_key"] == entry.get("kms_key")
         assert a["logging"] is bool(entry.get("logging"))
         assert a["created_at"].endswith("Z") and len(a["created_at"]) == 20
-        public = any("allUsers" in b["members"] or "allAuthenticatedUsers" in b["members"] for b in entry.get("iam", []))
+        public = any(
+            "allUsers" in b["members"] or "allAuthenticatedUsers" in b["members"]
+            for b in entry.get("iam", [])
+        )
         assert a["public"] is public, entry["name"]
         assert a["public_reasons"] == (["iam"] if public else [])
         assert a["public_members"] == (["allUsers"] if public else [])
@@ -113,8 +116,13 @@ def test_every_seeded_container_is_inventoried(gcp_azure_estate: SeedReport) -> 
         assert a["lease_state"] == "available"
         assert a["last_modified"].endswith("Z")
 
-    assert sorted(r.name for r in inventory.records if r.attributes["public"]) == ["public-assets", "public-downloads"]
-    assert [r.name for r in inventory.records if r.tags.get("data-classification") == "pii"] == ["customer-pii"]
+    assert sorted(r.name for r in inventory.records if r.attributes["public"]) == [
+        "public-assets",
+        "public-downloads",
+    ]
+    assert [r.name for r in inventory.records if r.tags.get("data-classification") == "pii"] == [
+        "customer-pii"
+    ]
 
 
 def test_collector_results_are_complete(gcp_azure_estate: SeedReport) -> None:
@@ -154,8 +162,11 @@ def test_objects_to_back_up_are_seeded(gcp_azure_estate: SeedReport) -> None:
     wasb = WasbHook(wasb_conn_id=emulators_mod.AZURE_CONN_ID)
     for entry in spec["azure"]["containers"]:
         wanted = entry.get("blobs", {}).get("count", 0)
-        assert len(wasb.get_blobs_list(entry["name"])) == wanted, entry["name"]
-    data = wasb.blob_service_client.get_blob_client("customer-pii", "customers/object-001.txt").download_blob()
+        names = list(wasb.blob_service_client.get_container_client(entry["name"]).list_blob_names())
+        assert len(names) == wanted, entry["name"]
+    data = wasb.blob_service_client.get_blob_client(
+        "customer-pii", "customers/object-001.txt"
+    ).download_blob()
     assert data.readall() == blob_body("customer-pii", "customers/object-001.txt", 1024)
 
 
@@ -229,7 +240,9 @@ def _gcp_target(conn_id: str) -> Target:
 
 
 def _gcp_conn() -> str:
-    return json.dumps({"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "runbooks-broken"}})
+    return json.dumps(
+        {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": "runbooks-broken"}}
+    )
 
 
 def test_unreachable_gcs_endpoint_is_reported_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,7 +269,13 @@ def gcs_refusing_endpoint() -> Iterator[str]:
                 "Permission 'storage.buckets.list' denied on resource (or it may not exist)."
             )
             body = json.dumps(
-                {"error": {"code": 403, "message": message, "errors": [{"message": message, "domain": "global", "reason": "forbidden"}]}}
+                {
+                    "error": {
+                        "code": 403,
+                        "message": message,
+                        "errors": [{"message": message, "domain": "global", "reason": "forbidden"}],
+                    }
+                }
             ).encode()
             self.send_response(403)
             self.send_header("Content-Type", "application/json; charset=UTF-8")

@@ -7,12 +7,19 @@ calls no cloud, so the same inventory scanned twice gives the same findings in t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from include.compliance.model import Finding, Waiver, finding_id
 from include.compliance.policy import Policy
-from include.compliance.registry import Facts, Rule, RuleContext, RuleError, all_rules, get_rule
+from include.compliance.registry import (
+    Facts,
+    Rule,
+    RuleContext,
+    RuleError,
+    all_rules,
+    get_rule,
+)
 from include.compliance.waivers import apply_waivers
 from include.records import ResourceRecord
 from include.targets import Target, TargetsConfig
@@ -28,7 +35,7 @@ def select_rules(rules: Iterable[str | Rule] | None = None, policy: Policy | Non
 
 
 def _utc(now: datetime) -> datetime:
-    return now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now.astimezone(timezone.utc)
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
 def scan(

@@ -31,7 +31,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,7 @@ def contract_resource_types() -> frozenset[str]:
         text = CONTRACT_DOC.read_text()
     except OSError as exc:
         raise RuleDefinitionError(f"cannot read the record contract {CONTRACT_DOC}: {exc}") from exc
-    found = frozenset(re.findall(r"^\| `([a-z]+\.[a-z0-9_]+\.[a-z0-9_]+)` \|", text, re.M))
+    found = frozenset(re.findall(r"^\| `([a-z]+\.[a-z0-9_]+\.[a-z0-9_]+)` \|", text, re.MULTILINE))
     if not found:
         raise RuleDefinitionError(f"{CONTRACT_DOC} documents no resource types")
     return found
@@ -185,9 +185,9 @@ class RuleContext:
         """Days between an ISO-8601 UTC timestamp and the scan time (None stays None)."""
         if not timestamp:
             return None
-        then = datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+        then = datetime.fromisoformat(str(timestamp))  # Python 3.11 reads the Z suffix
         if then.tzinfo is None:
-            then = then.replace(tzinfo=timezone.utc)
+            then = then.replace(tzinfo=UTC)
         return (self.now - then).total_seconds() / 86400.0
 
 
@@ -273,7 +273,7 @@ def register(meta: RuleMeta, func: RuleFunc) -> Rule:
 
 def rule(
     *,
-    id: str,  # noqa: A002 - the metadata field is called id
+    id: str,
     title: str,
     severity: Severity,
     resource_types: Iterable[str],

@@ -4,6 +4,8 @@ Layout under the data directory (``RUNBOOKS_DATA_DIR``)::
 
     compliance/
       scans/<scan_id>/findings.json   # {"scan_id", "scanned_at", "inventory", "totals", "findings": [...]}
+      scans/<scan_id>/evaluated.json  # the runbook's findings before the diff (a retry restarts from it)
+      scans/<scan_id>/validation/     # great-expectations results (include/compliance/validation.py)
       latest.json                     # {"scan_id", "path", "scanned_at"}
       history.jsonl                   # one line per scan: totals by status / severity / cloud / lifecycle
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,8 @@ def compliance_dir(base: Path | None = None) -> Path:
 
 
 def _iso(value: datetime) -> str:
-    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_scan_id(scanned_at: datetime, run_id: str | None = None) -> str:
@@ -81,9 +83,7 @@ def save_scan(
     """Write one scan, move ``latest.json`` to it, append its trend line. Returns the latest pointer."""
     root = compliance_dir(base)
     scan_id = scan_id or new_scan_id(scanned_at)
-    if "/" in scan_id or scan_id in ("", ".", ".."):
-        raise ValueError(f"scan id {scan_id!r} is not one path segment")
-    path = root / "scans" / scan_id / "findings.json"
+    path = scan_dir(scan_id, base) / "findings.json"
     counts = totals(findings)
     document = {
         "scan_id": scan_id,
@@ -122,10 +122,19 @@ def load_latest_scan(base: Path | None = None) -> dict[str, Any] | None:
     return load_scan(pointer["path"]) if pointer else None
 
 
-def load_latest_findings(base: Path | None = None) -> list[Finding]:
-    """The findings of the latest scan ([] before the first scan)."""
-    document = load_latest_scan(base)
-    return list(document["findings"]) if document else []
+def load_latest_findings(base: Path | None = None, *, before: str | None = None) -> list[Finding]:
+    """The findings of the latest scan ([] before the first scan).
+
+    ``before``: the latest scan other than this scan id, so that a retried diff step compares with the
+    scan before it instead of with its own earlier save.
+    """
+    pointer = latest_pointer(base)
+    if pointer and before and pointer["scan_id"] == before:
+        earlier = [line for line in load_history(base) if line["scan_id"] != before]
+        pointer = earlier[-1] if earlier else None
+    if not pointer or not Path(pointer["path"]).exists():
+        return []
+    return list(load_scan(pointer["path"])["findings"])
 
 
 def load_history(base: Path | None = None) -> list[dict[str, Any]]:
@@ -220,9 +229,11 @@ def diff(
     return sort_findings(result)
 
 
-def staging_path(run_id: str, base: Path | None = None) -> Path:
-    """Where a run keeps its freshly evaluated findings before they are diffed and saved."""
-    return compliance_dir(base) / "staging" / safe_run_id(run_id) / "findings.json"
+def scan_dir(scan_id: str, base: Path | None = None) -> Path:
+    """The folder of one scan (findings.json, the evaluated findings before the diff, validation, reports)."""
+    if "/" in scan_id or scan_id in ("", ".", ".."):
+        raise ValueError(f"scan id {scan_id!r} is not one path segment")
+    return compliance_dir(base) / "scans" / scan_id
 
 
 def write_findings(path: Path, findings: Iterable[Finding]) -> int:

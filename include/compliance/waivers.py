@@ -19,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import asdict, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,7 @@ def matches(waiver: Waiver, finding: Finding) -> bool:
 
 def expired(waiver: Waiver, now: datetime) -> bool:
     """True once the UTC day after ``expires`` has begun."""
-    today = (now if now.tzinfo else now.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).date()
+    today = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC).date()
     return today > date.fromisoformat(waiver.expires)
 
 

@@ -256,20 +256,25 @@ def stop(emulators: Emulators, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     for pid in emulators.pids.values():
         while time.monotonic() < deadline:
+            _reap(pid)  # a dead child we started stays a zombie (and "alive" to killpg) until reaped
             try:
                 os.killpg(pid, 0)
             except (ProcessLookupError, PermissionError):
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
         else:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+            _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child (started by another process, e.g. `make up` then `make down`)
 
 
 def env_lines(emulators: Emulators) -> list[str]:

@@ -269,8 +269,9 @@ def _seed_bucket(
                 ]
             },
         )
-    for key, size in seeded_objects(spec).items():
-        s3.put_object(Bucket=name, Key=key, Body=object_body(name, key, size))
+    objects = seeded_objects(spec)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-s3-put") as pool:
+        list(pool.map(lambda item: s3.put_object(Bucket=name, Key=item[0], Body=object_body(name, *item)), objects.items()))
     s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tag_list(spec)})  # last: marks completion
     report.add(True, "aws.s3.bucket", name)
 
@@ -278,9 +279,14 @@ def _seed_bucket(
 def _seed_s3(
     clients: _Clients, account: str, buckets: list[dict[str, Any]], keys: dict[str, str], report: SeedReport
 ) -> None:
-    # In order: a logging target bucket must exist before the buckets that log to it.
-    for spec in buckets:
-        _seed_bucket(clients, account, spec, keys, report)
+    # Two waves: a logging target bucket must exist before the buckets that log to it.
+    targets = {str((spec.get("logging") or {}).get("target")) for spec in buckets}
+    waves = [[b for b in buckets if b["name"] in targets], [b for b in buckets if b["name"] not in targets]]
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-s3") as pool:
+        for wave in waves:
+            parts = [SeedReport() for _ in wave]
+            list(pool.map(lambda pair: _seed_bucket(clients, account, pair[0], keys, pair[1]), zip(wave, parts)))
+            _merge(report, parts)
 
 
 # ---- EC2 ---------------------------------------------------------------------------------------------
@@ -683,30 +689,54 @@ def _seed_dynamodb(clients: _Clients, tables: list[dict[str, Any]], report: Seed
 # ---- entry point -------------------------------------------------------------------------------------
 
 
-def seed(target: Target, section: dict[str, Any], report: SeedReport) -> None:
-    """Apply the ``aws:`` section of the estate description to ``target`` (idempotent)."""
-    clients = _Clients(target)
-    account = target.account
-    keys = _seed_kms(clients, section.get("kms_keys", []), report)
-
-    ec2 = section.get("ec2") or {}
-    jobs: list[Callable[[SeedReport], None]] = [
-        lambda r: _seed_s3(clients, account, section.get("s3_buckets", []), keys, r),
-        lambda r: _seed_rds(clients, account, section.get("rds_instances", []), keys, r),
-        lambda r: _seed_route53(clients, section.get("route53") or {}, r),
-        lambda r: _seed_iam(clients, section.get("iam") or {}, r),
-        lambda r: _seed_dynamodb(clients, section.get("dynamodb", []), r),
-    ]
-    jobs += [
-        (lambda r, region=region: _seed_ec2_region(clients, region, ec2, keys, r)) for region in _ec2_regions(ec2)
-    ]
-    # Each job reports into its own report, merged in a fixed order so the result does not depend on timing.
-    reports = [SeedReport() for _ in jobs]
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-aws") as pool:
-        for future in [pool.submit(job, part) for job, part in zip(jobs, reports)]:
-            future.result()
-    for part in reports:
+def _merge(report: SeedReport, parts: list[SeedReport]) -> None:
+    """Fold per-job reports into ``report`` in a fixed order (the result does not depend on timing)."""
+    for part in parts:
         report.created.extend(part.created)
         report.existing.extend(part.existing)
 
-    _seed_cloudtrail(clients, section.get("cloudtrail", []), report)
+
+def seed(target: Target, section: dict[str, Any], report: SeedReport) -> None:
+    """Apply the ``aws:`` section of the estate description to ``target`` (idempotent).
+
+    Services run in parallel; buckets, volumes and RDS wait for the KMS keys, CloudTrail for its bucket.
+    """
+    clients = _Clients(target)
+    account = target.account
+    ec2 = section.get("ec2") or {}
+    parts: dict[str, SeedReport] = {}
+
+    def part(name: str) -> SeedReport:
+        return parts.setdefault(name, SeedReport())
+
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="seed-aws") as pool:
+        # Jobs only wait for jobs submitted before them, so the FIFO pool cannot deadlock.
+        kms = pool.submit(_seed_kms, clients, section.get("kms_keys", []), part("kms"))
+        s3 = pool.submit(
+            lambda: _seed_s3(clients, account, section.get("s3_buckets", []), kms.result(), part("s3"))
+        )
+        jobs = [
+            kms,
+            s3,
+            pool.submit(
+                lambda: _seed_rds(clients, account, section.get("rds_instances", []), kms.result(), part("rds"))
+            ),
+            pool.submit(_seed_route53, clients, section.get("route53") or {}, part("route53")),
+            pool.submit(_seed_iam, clients, section.get("iam") or {}, part("iam")),
+            pool.submit(_seed_dynamodb, clients, section.get("dynamodb", []), part("dynamodb")),
+        ]
+        for region in _ec2_regions(ec2):
+            report_part = part(f"ec2-{region}")
+            jobs.append(
+                pool.submit(
+                    lambda region=region, r=report_part: _seed_ec2_region(clients, region, ec2, kms.result(), r)
+                )
+            )
+        jobs.append(
+            pool.submit(
+                lambda: (s3.result(), _seed_cloudtrail(clients, section.get("cloudtrail", []), part("cloudtrail")))
+            )
+        )
+        for job in jobs:
+            job.result()  # re-raises the first failure
+    _merge(report, [parts[name] for name in sorted(parts)])

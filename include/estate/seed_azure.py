@@ -73,21 +73,21 @@ def seed_container(client: Any, entry: Mapping[str, Any], report: SeedReport) ->
                 f"container {name} exists without metadata {SEED_METADATA}={seed_id}: not ours, "
                 "refusing to adopt it"
             )
-        report.add(False, "blob.container", name)
+        report.add(False, "azure.storage.container", name)
     else:
         container.create_container(
             metadata=container_metadata(entry),
             public_access=_ACCESS[str(entry.get("public_access", "private"))],
         )
-        report.add(True, "blob.container", name)
+        report.add(True, "azure.storage.container", name)
 
     for blob_name, size in seeded_blobs(entry).items():
         try:
             container.upload_blob(blob_name, object_body(name, blob_name, size), overwrite=False)
         except ResourceExistsError:
-            report.add(False, "blob.blob", f"{name}/{blob_name}")
+            report.add(False, "azure.storage.blob", f"{name}/{blob_name}")
         else:
-            report.add(True, "blob.blob", f"{name}/{blob_name}")
+            report.add(True, "azure.storage.blob", f"{name}/{blob_name}")
 
 
 def seed(target: Target, section: Mapping[str, Any], report: SeedReport) -> None:

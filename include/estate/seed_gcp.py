@@ -19,10 +19,12 @@ from airflow.providers.google.cloud.hooks.gcs import GCSHook
 from include.estate.seed import SEED_TAG, SeedError, SeedReport
 from include.targets import Target
 
-_BUCKET_KEYS = {
-    "name", "seed_id", "location", "storage_class", "uniform_access", "public_access_prevention",
-    "versioning", "kms_key", "retention_days", "logging", "labels", "iam", "objects",
-}
+_BUCKET_KEYS = frozenset(
+    [
+        *("name", "seed_id", "location", "storage_class", "labels", "objects", "iam", "logging"),
+        *("uniform_access", "public_access_prevention", "versioning", "kms_key", "retention_days"),
+    ]
+)
 _PREVENTION = {"enforced", "inherited"}
 
 
@@ -132,7 +134,7 @@ def seed_bucket(hook: GCSHook, target: Target, entry: Mapping[str, Any], report:
             raise SeedError(
                 f"bucket {name} exists without label {SEED_TAG}={seed_id}: not ours, refusing to adopt it"
             )
-        report.add(False, "gcs.bucket", name)
+        report.add(False, "gcp.storage.bucket", name)
     else:
         resource = bucket_resource(entry)
         extra = {k: v for k, v in resource.items() if k not in ("location", "storageClass")}
@@ -148,15 +150,15 @@ def seed_bucket(hook: GCSHook, target: Target, entry: Mapping[str, Any], report:
         _converge(bucket, resource, labels)
         if entry.get("iam"):
             _grant(bucket, list(entry["iam"]))
-        report.add(True, "gcs.bucket", name)
+        report.add(True, "gcp.storage.bucket", name)
 
     for key, size in seeded_objects(entry).items():
         blob = bucket.blob(key)
         if blob.exists():
-            report.add(False, "gcs.object", f"{name}/{key}")
+            report.add(False, "gcp.storage.object", f"{name}/{key}")
             continue
         hook.upload(bucket_name=name, object_name=key, data=object_body(name, key, size))
-        report.add(True, "gcs.object", f"{name}/{key}")
+        report.add(True, "gcp.storage.object", f"{name}/{key}")
 
 
 def seed(target: Target, section: Mapping[str, Any], report: SeedReport) -> None:

@@ -14,6 +14,8 @@ imports it at parse time.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -67,16 +69,57 @@ def _home(ctx: ListContext) -> str:
     return ctx.target.regions[0] if ctx.region == GLOBAL else ctx.region
 
 
-def client_for(target: Target, service: str, region: str) -> Any:
-    """A boto3 client for ``service`` in ``region``, built by the matching provider hook."""
-    conn_id = target.conn_id
+def _hook(conn_id: str, service: str, region: str) -> AwsBaseHook:
+    """The provider hook the runbooks use for ``service``."""
     if service == "s3":
-        return S3Hook(aws_conn_id=conn_id, region_name=region).conn
+        return S3Hook(aws_conn_id=conn_id, region_name=region)
     if service == "ec2":
-        return EC2Hook(api_type="client_type", aws_conn_id=conn_id, region_name=region).conn
+        return EC2Hook(api_type="client_type", aws_conn_id=conn_id, region_name=region)
     if service == "rds":
-        return RdsHook(aws_conn_id=conn_id, region_name=region).conn
-    return AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region).conn
+        return RdsHook(aws_conn_id=conn_id, region_name=region)
+    return AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region)
+
+
+#: boto3 sessions made by the hooks, one per connection (id + content). ``hook.conn`` builds a fresh session
+#: per client, and each fresh session parses the service model again (~0.2-0.8 s CPU for EC2): sharing one
+#: session per connection cuts a whole-estate seed or inventory from ~4 s to ~1 s of client-side CPU.
+#: Sessions are not thread-safe, clients are: clients are created under the lock and shared freely.
+_SESSIONS: dict[tuple[str, str], Any] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _connection_fingerprint(hook: AwsBaseHook) -> str:
+    """Digest of the Airflow connection behind ``hook`` (a changed connection gets a new session)."""
+    wrapper = hook.conn_config
+    fields = (
+        wrapper.conn_type,
+        wrapper.login,
+        wrapper.password,
+        wrapper.schema,
+        json.dumps(wrapper.extra_config, sort_keys=True, default=str),
+    )
+    return hashlib.sha256(repr(fields).encode()).hexdigest()
+
+
+def client_for(target: Target, service: str, region: str) -> Any:
+    """A boto3 client for ``service`` in ``region``, built from the matching provider hook.
+
+    Same endpoint, botocore config (``config_kwargs``), TLS verification and credentials (including an
+    assumed role) as ``hook.conn``; only the hook-made session is shared between clients of one connection.
+    """
+    hook = _hook(target.conn_id, service, region)
+    key = (target.conn_id, _connection_fingerprint(hook))
+    with _SESSIONS_LOCK:
+        session = _SESSIONS.get(key)
+        if session is None:
+            session = _SESSIONS[key] = hook.get_session(region_name=region)
+        return session.client(
+            service_name=hook.service_name,
+            region_name=region,
+            endpoint_url=hook.conn_config.get_service_endpoint_url(service_name=hook.service_name),
+            config=hook.config,
+            verify=hook.verify,
+        )
 
 
 def _error_code(exc: ClientError) -> str:

@@ -173,7 +173,8 @@ def list_vms(ctx: ListContext) -> Iterator[ResourceRecord]:
     One ``virtualMachines.listAll?statusOnly=true`` walk per region asked for. Public IPs live on
     network interfaces (Microsoft.Network), which this lister does not read: ``public_ip`` is left out.
     """
-    from airflow.providers.microsoft.azure.hooks.compute import AzureComputeHook  # heavy SDK import
+    # Imported here: azure-mgmt-compute is heavy and only this lister needs it.
+    from airflow.providers.microsoft.azure.hooks.compute import AzureComputeHook
 
     client = AzureComputeHook(azure_conn_id=ctx.target.conn_id).get_conn()
     for vm in client.virtual_machines.list_all(status_only="true"):

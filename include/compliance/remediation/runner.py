@@ -58,6 +58,9 @@ class Request:
     dry_run: bool = True
 
     def __post_init__(self) -> None:
+        # Lists arrive from JSON (run conf, XCom): keep tuples so the request stays immutable.
+        object.__setattr__(self, "finding_ids", tuple(self.finding_ids))
+        object.__setattr__(self, "resources", tuple(self.resources))
         problems: list[str] = []
         by_findings = bool(self.finding_ids)
         by_rule = bool(self.rule) or bool(self.resources)

@@ -14,20 +14,23 @@ from include.records import ResourceRecord
 #: Resource types that carry tags / labels / metadata and cost money or hold data.
 TAGGED_TYPES: dict[str, tuple[str, ...]] = {
     "aws": ("aws.s3.bucket", "aws.ec2.instance", "aws.ec2.volume", "aws.rds.instance", "aws.dynamodb.table"),
-    "gcp": ("gcp.storage.bucket",),
-    "azure": ("azure.storage.container",),
+    "gcp": ("gcp.storage.bucket", "gcp.compute.instance"),
+    "azure": ("azure.storage.container", "azure.compute.vm"),
 }
 #: Resource types that hold data, hence subject to residency (snapshots: copies travel across regions).
 DATA_TYPES: dict[str, tuple[str, ...]] = {
     "aws": TAGGED_TYPES["aws"] + ("aws.ec2.snapshot",),
-    "gcp": ("gcp.storage.bucket",),
-    "azure": ("azure.storage.container",),
+    "gcp": ("gcp.storage.bucket", "gcp.compute.instance"),
+    "azure": ("azure.storage.container", "azure.compute.vm"),
 }
 _WORD = {"aws": "tags", "gcp": "labels", "azure": "metadata"}
 _HOW = {
     "aws": "`aws resourcegroupstaggingapi tag-resources --resource-arn-list <arn> --tags owner=...,cost-center=...`",
     "gcp": "`gcloud storage buckets update gs://<name> --update-labels=owner=...,cost-center=...`",
-    "azure": "`az storage container metadata update --name <container> --metadata owner=... cost_center=...`",
+    "azure": (
+        "`az storage container metadata update --name <container> --metadata owner=... cost_center=...` "
+        "(containers) or `az resource tag` (VMs)"
+    ),
 }
 DEFAULT_REQUIRED = ("owner", "cost-center", "data-classification")
 

@@ -1,0 +1,67 @@
+"""``python -m bench [parse|inventory|prowler|all]`` (default ``all``): run benchmarks, write bench/results/.
+
+Environment knobs (all optional):
+
+=========================  =======  ==========================================================
+``BENCH_PARSE_REPEATS``    7        parses per DAG file (and of the empty DAG)
+``BENCH_REPEATS``          3        measured runs per side on the seeded estate
+``BENCH_SCALE_RESOURCES``  10000    size of the scale estate
+``BENCH_SCALE_REPEATS``    1        measured runs per side on the scale estate
+``BENCH_PROWLER_SCALE``    1        also run Prowler on the scale estate (0: seeded only)
+``BENCH_RESULTS_DIR``      bench/results
+=========================  =======  ==========================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:  # `python -m bench` from the project root, PYTHONPATH or not
+    sys.path.insert(0, str(PROJECT_ROOT))
+os.environ.setdefault("PYTHONPATH", str(PROJECT_ROOT))
+
+STEPS = ("parse", "inventory", "prowler")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", nargs="?", default="all", choices=[*STEPS, "all"])
+    args = parser.parse_args(argv)
+    steps = STEPS if args.step == "all" else (args.step,)
+    started = time.perf_counter()
+    failed = []
+    for step in steps:
+        t0 = time.perf_counter()
+        print(f"\n=== bench {step} ===", flush=True)
+        try:
+            if step == "parse":
+                from bench import parse
+
+                parse.run()
+            elif step == "inventory":
+                from bench import scale
+
+                scale.run()
+            else:
+                from bench import prowler
+
+                prowler.run()
+        except Exception as exc:  # noqa: BLE001 - one failed step must not hide the others' figures
+            failed.append(step)
+            print(f"[bench] {step} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        print(f"[bench] {step} took {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    print(f"[bench] total {time.perf_counter() - started:.0f} s; results in bench/results/", file=sys.stderr)
+    if failed:
+        print(f"[bench] failed steps: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,709 @@
+"""The remediate_findings runbook: fixers, runner, audit trail, DAG.
+
+Everything runs against the emulators (moto, GCS emulator, Azurite) through the provider hooks.
+Non-compliant resources are created here through the hooks; records come from the real inventory
+listers and findings from the real rule engine, so fixers, rules and listers are checked against
+each other: after a fix, a re-scan of the re-listed resource passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from include.audit import AuditContext, AuditRecord, read_audit, redact, scrub, write_audit
+from include.compliance.remediation import runner
+from include.compliance.remediation.registry import RemediationError, all_fixers, get_fixer, permissions_for
+from include.records import ResourceRecord
+from include.estate.emulators import AZURITE_KEY
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+AWS, GCP, AZURE = "aws_estate", "gcp_estate", "azure_estate"
+ALL_TAGS = {"owner": "bob", "cost-center": "cc-42", "data-classification": "internal"}
+
+
+# ---- hooks (the same ones production uses) ---------------------------------------------------------
+def s3() -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=AWS).get_conn()
+
+
+def aws(service: str, region: str = "us-east-1") -> Any:
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=AWS, client_type=service, region_name=region).conn
+
+
+def rds(region: str = "eu-west-1") -> Any:
+    from airflow.providers.amazon.aws.hooks.rds import RdsHook
+
+    return RdsHook(aws_conn_id=AWS, region_name=region).conn
+
+
+def gcs_client() -> Any:
+    from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+    return GCSHook(gcp_conn_id=GCP).get_conn()
+
+
+def blob_service() -> Any:
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    return WasbHook(wasb_conn_id=AZURE).get_conn()
+
+
+def _code(exc: BaseException) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+# ---- non-compliant resources --------------------------------------------------------------------------
+def make_bucket(name: str, tags: dict[str, str] | None = None) -> str:
+    s3().create_bucket(Bucket=name)
+    if tags:
+        s3().put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+    return name
+
+
+def make_db(name: str, retention: int = 1, tags: dict[str, str] | None = None) -> str:
+    rds().create_db_instance(
+        DBInstanceIdentifier=name, Engine="postgres", DBInstanceClass="db.t3.micro", AllocatedStorage=20,
+        MasterUsername="dbadmin", MasterUserPassword="not-a-real-secret-1", BackupRetentionPeriod=retention,
+        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+    )
+    return name
+
+
+def make_instance(name: str) -> str:
+    ec2 = aws("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro", TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}, {"Key": "owner", "Value": "alice"}]}])
+    return name
+
+
+def make_volume(name: str) -> str:
+    aws("ec2").create_volume(AvailabilityZone="us-east-1a", Size=1, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": name}, {"Key": "owner", "Value": "alice"}]}])
+    return name
+
+
+def make_table(name: str) -> str:
+    aws("dynamodb").create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        Tags=[{"Key": "owner", "Value": "alice"}],
+    )
+    return name
+
+
+def make_gcs_bucket(name: str, labels: dict[str, str] | None = None) -> str:
+    bucket = gcs_client().create_bucket(name)
+    if labels:
+        bucket.labels = labels
+        bucket.patch()
+    return name
+
+
+def make_container(name: str, public: str | None = "blob", metadata: dict[str, str] | None = None) -> str:
+    blob_service().create_container(name, public_access=public, metadata=metadata)
+    return name
+
+
+# ---- independent reads (never through the fixer code) --------------------------------------------------
+def pab_state(name: str) -> dict[str, bool]:
+    try:
+        return dict(s3().get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"])
+    except Exception as exc:
+        assert _code(exc) == "NoSuchPublicAccessBlockConfiguration"
+        return {}
+
+
+def encryption_state(name: str) -> dict[str, Any]:
+    try:
+        rule = s3().get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    except Exception as exc:
+        assert _code(exc) == "ServerSideEncryptionConfigurationNotFoundError"
+        return {}
+    return dict(rule["ApplyServerSideEncryptionByDefault"])
+
+
+def versioning_state(name: str) -> str | None:
+    return s3().get_bucket_versioning(Bucket=name).get("Status")
+
+
+def retention_state(name: str) -> int:
+    return int(rds().describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["BackupRetentionPeriod"])
+
+
+def s3_tags(name: str) -> dict[str, str]:
+    try:
+        return {t["Key"]: t["Value"] for t in s3().get_bucket_tagging(Bucket=name)["TagSet"]}
+    except Exception as exc:
+        assert _code(exc) == "NoSuchTagSet"
+        return {}
+
+
+def ec2_tags(kind: str, name: str) -> dict[str, str]:
+    found = aws("ec2").describe_tags(Filters=[{"Name": "resource-type", "Values": [kind]},
+                                              {"Name": "tag:Name", "Values": [name]}])["Tags"]
+    resource = found[0]["ResourceId"]
+    tags = aws("ec2").describe_tags(Filters=[{"Name": "resource-id", "Values": [resource]}])["Tags"]
+    return {t["Key"]: t["Value"] for t in tags}
+
+
+def rds_tags(name: str) -> dict[str, str]:
+    arn = rds().describe_db_instances(DBInstanceIdentifier=name)["DBInstances"][0]["DBInstanceArn"]
+    return {t["Key"]: t["Value"] for t in rds().list_tags_for_resource(ResourceName=arn)["TagList"]}
+
+
+def dynamodb_tags(name: str) -> dict[str, str]:
+    arn = aws("dynamodb").describe_table(TableName=name)["Table"]["TableArn"]
+    return {t["Key"]: t["Value"] for t in aws("dynamodb").list_tags_of_resource(ResourceArn=arn)["Tags"]}
+
+
+def gcs_state(name: str) -> dict[str, Any]:
+    bucket = gcs_client().get_bucket(name)
+    return {"ubla": bucket.iam_configuration.uniform_bucket_level_access_enabled,
+            "pap": bucket.iam_configuration.public_access_prevention, "labels": dict(bucket.labels or {})}
+
+
+def container_state(name: str) -> dict[str, Any]:
+    client = blob_service().get_container_client(name)
+    return {"public": client.get_container_access_policy()["public_access"],
+            "metadata": dict(client.get_container_properties().metadata or {})}
+
+
+# ---- records from the real listers, findings from the real rule engine -----------------------------------
+_SERVICES = {"aws": ["s3", "ec2", "rds", "dynamodb"], "gcp": ["gcs"], "azure": ["blob"]}
+_TARGETS = {"aws": "aws-prod", "gcp": "gcp-prod", "azure": "azure-prod"}
+
+
+def inventory(cloud: str, services: list[str] | None = None) -> list[ResourceRecord]:
+    from include.inventory.collect import collect_target
+    from include.targets import load_targets
+
+    target = load_targets().get(_TARGETS[cloud])
+    result = collect_target(target, services=services or _SERVICES[cloud])
+    assert not result.errors, result.errors
+    return result.records
+
+
+def record_of(records: list[ResourceRecord], resource_type: str, name: str) -> ResourceRecord:
+    found = [r for r in records if r.resource_type == resource_type and name in (r.name, r.resource_id)]
+    assert len(found) == 1, f"{resource_type} {name}: {[r.name for r in records if r.resource_type == resource_type]}"
+    return found[0]
+
+
+def scan(records: list[ResourceRecord], rules: list[str]) -> list[Any]:
+    from include.compliance.engine import scan as engine_scan
+    from include.targets import load_targets
+
+    return engine_scan(records, load_targets(), now=datetime.now(timezone.utc), rules=rules)
+
+
+def statuses(findings: list[Any], resource_id: str) -> dict[str, str]:
+    return {f.rule_id: f.status for f in findings if f.resource_id == resource_id}
+
+
+# ---- registry ----------------------------------------------------------------------------------------
+def test_registry_covers_every_fixer_the_rules_name() -> None:
+    from include.compliance.registry import FIXERS, all_rules, contract_resource_types
+
+    registered = {e.id for e in all_fixers()}
+    assert set(FIXERS) <= registered
+    contract = contract_resource_types()
+    for entry in all_fixers():
+        assert entry.permissions, entry
+        assert set(entry.resource_types) <= contract, entry
+    # every rule that names a fixer has one for each of its resource types (tags.required: the
+    # types the cloud can tag through the hooks)
+    for rule in all_rules():
+        if rule.meta.fixer:
+            for resource_type in rule.meta.resource_types:
+                get_fixer(rule.meta.fixer, resource_type)
+
+
+def test_permissions_per_fixer_and_cloud() -> None:
+    assert permissions_for(["aws.s3.block_public_access"]) == [
+        "s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"]
+    gcp = permissions_for(["tags.required", "gcp.gcs.uniform_access_and_pap"], cloud="gcp")
+    assert gcp == ["storage.buckets.get", "storage.buckets.update"]
+    aws_tags = permissions_for(["tags.required"], cloud="aws")
+    assert "s3:PutBucketTagging" in aws_tags and "ec2:CreateTags" in aws_tags
+    assert not any(p.startswith("storage.") for p in aws_tags)
+    with pytest.raises(RemediationError, match="unknown fixer"):
+        get_fixer("aws.s3.nope", "aws.s3.bucket")
+    with pytest.raises(RemediationError, match="not gcp.storage.bucket"):
+        get_fixer("aws.s3.versioning", "gcp.storage.bucket")
+
+
+# ---- the idempotency matrix: every fixer, against the emulators ----------------------------------------
+@dataclass
+class Case:
+    id: str
+    fixer: str
+    cloud: str
+    resource_type: str
+    make: Callable[[], str]
+    state: Callable[[str], Any]
+    compliant: Callable[[Any], bool]
+    rules: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+    services: list[str] | None = None
+
+
+def _tags_ok(tags: dict[str, str]) -> bool:
+    canon = {k.lower().replace("_", "-"): v for k, v in tags.items()}
+    # the existing owner is kept; the missing keys get the run's values
+    return canon.get("owner") == "alice" and canon.get("cost-center") == "cc-42" \
+        and canon.get("data-classification") == "internal"
+
+
+CASES = [
+    Case("s3-block-public-access", "aws.s3.block_public_access", "aws", "aws.s3.bucket",
+         lambda: make_bucket("pab-bucket"), pab_state,
+         lambda s: len(s) == 4 and all(s.values()), ["aws_s3_bucket_public_access_block"], services=["s3"]),
+    Case("s3-default-encryption", "aws.s3.default_encryption", "aws", "aws.s3.bucket",
+         lambda: make_bucket("enc-bucket"), encryption_state,
+         lambda s: s.get("SSEAlgorithm") == "AES256", ["aws_s3_bucket_default_encryption"], services=["s3"]),
+    Case("s3-versioning", "aws.s3.versioning", "aws", "aws.s3.bucket",
+         lambda: make_bucket("ver-bucket"), versioning_state,
+         lambda s: s == "Enabled", ["aws_s3_bucket_versioning"], services=["s3"]),
+    Case("rds-backup-retention", "aws.rds.backup_retention", "aws", "aws.rds.instance",
+         lambda: make_db("db-short"), retention_state,
+         lambda s: s == 9, ["aws_rds_instance_backup_retention"], {"retention_days": 9}, services=["rds"]),
+    Case("gcs-uniform-and-pap", "gcp.gcs.uniform_access_and_pap", "gcp", "gcp.storage.bucket",
+         lambda: make_gcs_bucket("acl-bucket"), gcs_state,
+         lambda s: s["ubla"] is True and s["pap"] == "enforced",
+         ["gcp_storage_bucket_uniform_access", "gcp_storage_bucket_public_access_prevention"]),
+    Case("azure-private-access", "azure.blob.private_access", "azure", "azure.storage.container",
+         lambda: make_container("public-container", "container"), container_state,
+         lambda s: s["public"] is None, ["azure_storage_container_not_public"]),
+    Case("tags-s3", "tags.required", "aws", "aws.s3.bucket",
+         lambda: make_bucket("tag-bucket", {"owner": "alice", "app": "x"}), s3_tags,
+         lambda s: _tags_ok(s) and s.get("app") == "x", ["aws_required_tags"], {"tag_values": ALL_TAGS},
+         services=["s3"]),
+    Case("tags-ec2-instance", "tags.required", "aws", "aws.ec2.instance",
+         lambda: make_instance("tag-vm"), lambda n: ec2_tags("instance", n),
+         _tags_ok, ["aws_required_tags"], {"tag_values": ALL_TAGS}, services=["ec2"]),
+    Case("tags-ec2-volume", "tags.required", "aws", "aws.ec2.volume",
+         lambda: make_volume("tag-vol"), lambda n: ec2_tags("volume", n),
+         _tags_ok, ["aws_required_tags"], {"tag_values": ALL_TAGS}, services=["ec2"]),
+    Case("tags-rds", "tags.required", "aws", "aws.rds.instance",
+         lambda: make_db("db-tags", retention=7, tags={"owner": "alice"}), rds_tags,
+         _tags_ok, ["aws_required_tags"], {"tag_values": ALL_TAGS}, services=["rds"]),
+    Case("tags-dynamodb", "tags.required", "aws", "aws.dynamodb.table",
+         lambda: make_table("tag-table"), dynamodb_tags,
+         _tags_ok, ["aws_required_tags"], {"tag_values": ALL_TAGS}, services=["dynamodb"]),
+    Case("labels-gcs", "tags.required", "gcp", "gcp.storage.bucket",
+         lambda: make_gcs_bucket("label-bucket", {"owner": "alice"}), lambda n: gcs_state(n)["labels"],
+         _tags_ok, ["gcp_required_labels"], {"tag_values": ALL_TAGS}),
+    Case("metadata-azure", "tags.required", "azure", "azure.storage.container",
+         lambda: make_container("meta-container", None, {"owner": "alice"}), lambda n: container_state(n)["metadata"],
+         lambda s: _tags_ok(s) and "cost_center" in s, ["azure_required_metadata"], {"tag_values": ALL_TAGS}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_fixer_idempotency_matrix(case: Case, clean_clouds: Any, data_dir: Path) -> None:
+    name = case.make()
+    record = record_of(inventory(case.cloud, case.services), case.resource_type, name)
+    initial = case.state(name)
+    assert not case.compliant(initial)
+    assert "fail" in statuses(scan([record], case.rules), record.resource_id).values()
+
+    fixer = get_fixer(case.fixer, case.resource_type).create(case.options)
+    # plan (= what a dry run does): reads only, says exactly what it would do
+    change = fixer.plan(record)
+    assert change is not None and change.before != change.after and change.action and change.summary
+    assert change.to_dict()["key"] == change.key
+    assert case.state(name) == initial, "planning changed the cloud"
+    assert fixer.verify(record) is False
+
+    # apply: fixes it (checked with an independent read through the hook)
+    applied = fixer.apply(change)
+    assert applied.changed is True
+    fixed = case.state(name)
+    assert case.compliant(fixed), fixed
+    assert fixer.verify(record) is True
+
+    # idempotent: a second plan finds nothing to do; a second apply of the same change writes nothing
+    assert fixer.plan(record) is None
+    again = get_fixer(case.fixer, case.resource_type).create(case.options)
+    assert again.plan(record) is None
+    assert again.apply(change).changed is False
+    assert case.state(name) == fixed
+
+    # re-listed and re-scanned, the rules the fixer serves now pass
+    relisted = record_of(inventory(case.cloud, case.services), case.resource_type, name)
+    assert set(statuses(scan([relisted], case.rules), relisted.resource_id).values()) == {"pass"}
+
+
+def test_s3_encryption_with_kms_key(clean_clouds: Any, data_dir: Path) -> None:
+    key_id = aws("kms").create_key(Description="remediation test")["KeyMetadata"]["KeyId"]
+    make_bucket("kms-bucket")
+    record = record_of(inventory("aws", ["s3"]), "aws.s3.bucket", "kms-bucket")
+    fixer = get_fixer("aws.s3.default_encryption", "aws.s3.bucket").create({"kms_key_id": key_id})
+    change = fixer.plan(record)
+    assert change is not None and change.after == {"sse_algorithm": "aws:kms", "kms_key": key_id}
+    assert fixer.apply(change).changed
+    assert encryption_state("kms-bucket") == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_id}
+    assert fixer.plan(record) is None
+    # a KMS-encrypted bucket already complies when no key is asked for (never downgraded to AES256)
+    assert get_fixer("aws.s3.default_encryption", "aws.s3.bucket").create({}).plan(record) is None
+
+
+def test_rds_retention_is_never_lowered(clean_clouds: Any, data_dir: Path) -> None:
+    make_db("db-long", retention=14)
+    record = record_of(inventory("aws", ["rds"]), "aws.rds.instance", "db-long")
+    assert get_fixer("aws.rds.backup_retention", "aws.rds.instance").create({"retention_days": 7}).plan(record) is None
+    with pytest.raises(RemediationError, match="1..35"):
+        get_fixer("aws.rds.backup_retention", "aws.rds.instance").create({"retention_days": 36})
+
+
+def test_tags_never_overwrite_and_fill_empty_values(clean_clouds: Any, data_dir: Path) -> None:
+    make_bucket("tagged", {"Owner": "alice", "cost_center": ""})
+    record = record_of(inventory("aws", ["s3"]), "aws.s3.bucket", "tagged")
+    fixer = get_fixer("tags.required", "aws.s3.bucket").create({"tag_values": ALL_TAGS})
+    change = fixer.plan(record)
+    assert change is not None
+    # Owner (any case) counts as owner; the empty cost_center is filled under its own name, no twin key
+    assert change.request == {"add": {"cost_center": "cc-42", "data-classification": "internal"}}
+    # someone sets data-classification between plan and apply: their value is kept
+    s3().put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": [
+        {"Key": "Owner", "Value": "alice"}, {"Key": "cost_center", "Value": ""},
+        {"Key": "data-classification", "Value": "pii"}]})
+    assert fixer.apply(change).changed
+    assert s3_tags("tagged") == {"Owner": "alice", "cost_center": "cc-42", "data-classification": "pii"}
+    with pytest.raises(RemediationError, match="tag_values"):
+        get_fixer("tags.required", "aws.s3.bucket").create({}).plan(record)
+    with pytest.raises(RemediationError, match="not valid on GCS"):
+        get_fixer("tags.required", "gcp.storage.bucket").create({"tag_values": {"Owner": "Bob"}}).desired(
+            {"tags": {}}, record)
+
+
+# ---- the runner: findings -> plan -> apply -> verify, failures isolated, audited -------------------------
+def _save_scan(records: list[ResourceRecord], rules: list[str]) -> list[Any]:
+    from include.compliance.store import save_scan
+
+    findings = scan(records, rules)
+    save_scan(findings, scanned_at=datetime.now(timezone.utc))
+    return [f for f in findings if f.status == "fail"]
+
+
+def _audit(run_id: str, dry_run: bool, approver: str | None = None) -> AuditContext:
+    return AuditContext(runbook="remediate_findings", run_id=run_id, actor="tester", dry_run=dry_run,
+                        params={"api_token": "tok-123456789", "conn": f"AccountKey={AZURITE_KEY};x=1", "n": 1},
+                        idempotency_key=run_id, approver=approver)
+
+
+def test_remediate_by_finding_ids_dry_run_then_apply(clean_clouds: Any, data_dir: Path) -> None:
+    for name in ("fleet-a", "fleet-b"):
+        make_bucket(name)
+    make_container("fleet-c", "container")
+    records = inventory("aws", ["s3"]) + inventory("azure")
+    failing = _save_scan(records, ["aws_s3_bucket_versioning", "aws_s3_bucket_public_access_block",
+                                   "azure_storage_container_not_public"])
+    ids = [f.finding_id for f in failing]
+    assert len(ids) == 5
+
+    dry = runner.remediate(runner.Request(finding_ids=tuple(ids)), audit=_audit("dry", True), run_id="dry")
+    assert dry["status"] == "dry_run" and dry["totals"]["planned_changes"] == 5
+    assert all("->" in line for line in dry["plan"]), dry["plan"]
+    assert versioning_state("fleet-a") is None and pab_state("fleet-b") == {}
+    assert container_state("fleet-c")["public"] == "container"
+    assert {r.outcome for r in read_audit(run_id="dry")} == {"skipped"}
+
+    request = runner.Request(finding_ids=tuple(ids), dry_run=False, reason="CHG-1")
+    done = runner.remediate(request, audit=_audit("real", False, approver="carol"), run_id="real")
+    assert done["status"] == "fixed", done["failed"]
+    assert done["totals"] == {**done["totals"], "changed": 5, "fixed": 5, "failed": 0, "not_fixed": 0}
+    assert versioning_state("fleet-a") == "Enabled" and all(pab_state("fleet-b").values())
+    assert container_state("fleet-c")["public"] is None
+
+    trail = read_audit(run_id="real")
+    assert {(r.step, r.outcome) for r in trail} == {("plan", "skipped"), ("apply", "changed"), ("verify", "unchanged")}
+    assert len(trail) == 15 and all(r.approver == "carol" and r.actor == "tester" for r in trail)
+    applies = [r for r in trail if r.step == "apply"]
+    assert all(r.before != r.after for r in applies)
+    text = "".join(p.read_text() for p in (data_dir / "audit").glob("*.jsonl"))
+    assert AZURITE_KEY not in text and "tok-123456789" not in text and "testing" not in text
+
+    # the same request again changes nothing
+    again = runner.remediate(request, audit=_audit("again", False), run_id="again")
+    assert again["status"] == "fixed" and again["totals"]["planned_changes"] == 0 and again["totals"]["changed"] == 0
+
+
+def test_a_failing_fixer_leaves_the_others_fixed(clean_clouds: Any, data_dir: Path) -> None:
+    for name in ("keep-1", "gone-2", "keep-3"):
+        make_bucket(name)
+    ids = [f.finding_id for f in _save_scan(inventory("aws", ["s3"]), ["aws_s3_bucket_versioning"])]
+    request = runner.Request(finding_ids=tuple(ids), dry_run=False, reason="CHG-2")
+    audit = _audit("partial", False, approver="carol")
+    entries = runner.plan(runner.resolve(request), request.options, audit=audit)
+    assert len(runner.changes(entries)) == 3
+    s3().delete_bucket(Bucket="gone-2")  # deleted between plan (approval) and apply
+    entries = runner.apply(entries, request.options, audit=audit)
+    entries = runner.verify(entries, request.options, audit=audit)
+    by_name = {e.record.name: e for e in entries}
+    assert by_name["keep-1"].outcome == by_name["keep-3"].outcome == "changed"
+    assert by_name["gone-2"].outcome == "failed" and "NoSuchBucket" in (by_name["gone-2"].apply_error or "")
+    assert versioning_state("keep-1") == versioning_state("keep-3") == "Enabled"
+    result = runner.summarise(entries, request=request, status="failed", run_id="partial")
+    assert [f["resource_id"] for f in result["failed"]] == ["arn:aws:s3:::gone-2"]
+    assert [f["resource_id"] for f in result["not_fixed"]] == ["arn:aws:s3:::gone-2"]
+    failed = [r for r in read_audit(run_id="partial") if r.outcome == "failed"]
+    assert {(r.step, r.resource) for r in failed} == {("apply", "arn:aws:s3:::gone-2"), ("verify", "arn:aws:s3:::gone-2")}
+
+
+def test_unknown_finding_id_changes_nothing(clean_clouds: Any, data_dir: Path) -> None:
+    make_bucket("untouched")
+    known = [f.finding_id for f in _save_scan(inventory("aws", ["s3"]), ["aws_s3_bucket_versioning"])]
+    bogus = "aws_s3_bucket_versioning:0123456789abcdef"
+    request = runner.Request(finding_ids=(known[0], bogus), dry_run=False, reason="x")
+    with pytest.raises(RemediationError, match=f"unknown finding ids.*{bogus}"):
+        runner.remediate(request, audit=_audit("bogus", False))
+    assert versioning_state("untouched") is None
+    assert read_audit(run_id="bogus") == []
+
+
+def test_request_validation_and_rule_form(clean_clouds: Any, data_dir: Path) -> None:
+    from include.inventory.store import publish, staging_path, write_jsonl
+
+    with pytest.raises(RemediationError, match="nothing selected"):
+        runner.Request.from_params({"dry_run": True})
+    with pytest.raises(RemediationError, match="not both"):
+        runner.Request.from_params({"finding_ids": ["a:1"], "rule": "aws_s3_bucket_versioning", "resources": ["x"]})
+    with pytest.raises(RemediationError, match="without resources"):
+        runner.Request.from_params({"rule": "aws_s3_bucket_versioning"})
+    with pytest.raises(RemediationError, match="1..35"):
+        runner.Request.from_params({"finding_ids": ["a"], "retention_days": 0})
+
+    make_bucket("by-rule")
+    records = inventory("aws", ["s3"])
+    staged = staging_path("inv-1", "aws-prod")
+    write_jsonl(staged, records)
+    publish("inv-1", [staged], [{"target": "aws-prod", "errors": []}])
+
+    ok = runner.resolve(runner.Request(rule="aws_s3_bucket_versioning", resources=("by-rule",)))
+    assert [(e.fixer, e.resource_id) for e in ok] == [("aws.s3.versioning", "arn:aws:s3:::by-rule")]
+    with pytest.raises(RemediationError, match="unknown resource 'nope'"):
+        runner.resolve(runner.Request(rule="aws_s3_bucket_versioning", resources=("by-rule", "nope")))
+    with pytest.raises(RemediationError, match="has no fixer"):
+        runner.resolve(runner.Request(rule="aws_s3_bucket_access_logging", resources=("by-rule",)))
+    with pytest.raises(RemediationError, match="unknown rule"):
+        runner.resolve(runner.Request(rule="aws_no_such_rule", resources=("by-rule",)))
+    with pytest.raises(RemediationError, match="needs tag_values"):
+        runner.resolve(runner.Request(rule="aws_required_tags", resources=("by-rule",)))
+    assert versioning_state("by-rule") is None
+
+
+# ---- audit trail -------------------------------------------------------------------------------------
+def test_audit_redacts_secrets_and_appends_whole_lines(data_dir: Path) -> None:
+    secret_url = "postgresql://admin:hunter2@db:5432/x"
+    record = AuditRecord(
+        runbook="rb", run_id="r1", actor="api", step="apply", action="x", outcome="changed", dry_run=False,
+        params={"password": "p4ss", "client_secret": "abc", "kms_key_id": "k-1", "tag_values": {"owner": "a"},
+                "url": secret_url, "sas_url": "https://a/b?sv=1&sig=SIGNATURE"},
+        error=f"failed with AccountKey={AZURITE_KEY}; Bearer abcdefghijkl",
+    )
+    assert record.params["password"] == record.params["client_secret"] == record.params["sas_url"] == "***"
+    assert record.params["kms_key_id"] == "k-1" and record.params["tag_values"] == {"owner": "a"}
+    assert "hunter2" not in record.params["url"] and AZURITE_KEY not in (record.error or "")
+    assert "abcdefghijkl" not in (record.error or "")
+    assert scrub("https://h/p?sig=abc&se=1") == "https://h/p?sig=***&se=1"
+    assert redact({"nested": [{"token": "t"}]}) == {"nested": [{"token": "***"}]}
+    with pytest.raises(ValueError, match="outcome"):
+        AuditRecord(runbook="rb", run_id="r", actor="a", step="s", action="a", outcome="done", dry_run=True)  # type: ignore[arg-type]
+
+    def writer(n: int) -> None:
+        for i in range(50):
+            write_audit(AuditRecord(runbook="rb", run_id=f"t{n}", actor="a", step="apply", action="x" * 3000,
+                                    outcome="unchanged", dry_run=False, resource=f"r{i}"))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    write_audit(record)
+    everything = read_audit(runbook="rb")
+    assert len(everything) == 201  # every line parsed: no interleaving
+    assert len(read_audit(run_id="t2")) == 50 and read_audit(run_id="r1")[0].params["password"] == "***"
+    assert read_audit(since="2999-01-01") == []
+
+
+# ---- the DAG -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags" / "remediate_findings.py"))
+    assert not bag.import_errors
+    return bag.dags["remediate_findings"]
+
+
+def test_dag_wiring_and_approval_gate(dag: Any) -> None:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    assert dag.dag_id == "remediate_findings" and dag.is_paused_upon_creation is False
+    assert type(dag.timetable).__name__ == "NullTimetable", "triggered by hand or API only"
+    order = ["resolve_targets", "plan_changes", "choose_path", "report_plan", "approve_changes",
+             "apply_changes", "verify_changes", "report"]
+    assert sorted(dag.task_ids) == sorted(order)
+    down = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
+    assert down["choose_path"] == {"report_plan", "approve_changes"}
+    assert down["approve_changes"] == {"apply_changes"}  # Reject skips exactly apply_changes (and so the rest)
+    assert down["apply_changes"] == {"verify_changes"} and down["verify_changes"] == {"report"}
+    approve = dag.get_task("approve_changes")
+    assert isinstance(approve, ApprovalOperator)
+    assert approve.options == ["Approve", "Reject"] and approve.defaults == ["Reject"]  # timeout = Reject
+    assert approve.response_timeout is not None and approve.retries >= 1
+    assert "plan_changes" in approve.subject and "approval_body" in approve.body
+    assert str(dag.get_task("report").trigger_rule) in ("all_done", "TriggerRule.ALL_DONE")
+    params = dag.params
+    assert params["dry_run"] is True and params["retention_days"] == 7
+    schema = {k: params.get_param(k).schema for k in params}
+    assert schema["retention_days"]["minimum"] == 1 and schema["retention_days"]["maximum"] == 35
+    assert schema["finding_ids"]["type"] == "array" and schema["tag_values"]["type"] == "object"
+    assert "## Steps" in dag.doc_md and "**Owner:**" in dag.doc_md
+
+
+def test_approval_response_handling() -> None:
+    approve = {"chosen_options": ["Approve"], "responded_by_user": {"id": "u1", "name": "carol"}}
+    assert runner.approval_of(approve, require_approved=True) == "carol"
+    with pytest.raises(RemediationError, match="not approved"):
+        runner.approval_of({"chosen_options": ["Reject"], "responded_by_user": None}, require_approved=True)
+    with pytest.raises(RemediationError, match="no approval"):
+        runner.approval_of(None, require_approved=True)
+    assert runner.approval_of({"chosen_options": ["Reject"], "responded_by_user": None}) is None
+
+
+# ---- end to end through Airflow (dag.test in a child process, killed on timeout) -------------------------
+_CHILD = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[2])
+assert not bag.import_errors, bag.import_errors
+run = bag.dags["remediate_findings"].test(run_conf=json.loads(sys.argv[1]))
+print("DAGRUN-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id,
+      "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
+"""
+
+
+def _start_dag(conf: dict[str, Any]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps(conf), str(PROJECT_ROOT / "dags" / "remediate_findings.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT, env=dict(os.environ),
+        start_new_session=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # dag.test ignores SIGTERM
+        output, _ = proc.communicate()
+        raise AssertionError(f"dag.test did not finish in {timeout}s:\n{output[-4000:]}") from None
+    for line in output.splitlines():
+        if line.startswith("DAGRUN-RESULT "):
+            return {**json.loads(line.split(" ", 1)[1]), "output": output}
+    raise AssertionError(f"dag.test gave no result (exit {proc.returncode}):\n{output[-4000:]}")
+
+
+def _answer_approval(option: str, user: str, deadline: float) -> str:
+    """Wait until approve_changes is awaiting input, then answer it the way the REST API does."""
+    from sqlalchemy import select
+
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    while time.monotonic() < deadline:
+        with create_session() as session:
+            ti = session.scalar(select(TaskInstance).where(
+                TaskInstance.dag_id == "remediate_findings", TaskInstance.task_id == "approve_changes",
+                TaskInstance.state == TaskInstanceState.AWAITING_INPUT))
+            run_id = ti.run_id if ti is not None else None
+        if run_id:
+            time.sleep(2.5)  # Airflow 3.3.2: an answer within ~1 s of waiting can fail the task
+            with create_session() as session:
+                update_hitl_detail(
+                    dag_id="remediate_findings", dag_run_id=run_id, task_id="approve_changes",
+                    update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option], params_input={}),
+                    user=SimpleAuthManagerUser(username=user, role="user"), session=session, map_index=-1,
+                )
+            return run_id
+        time.sleep(0.5)
+    raise AssertionError("approve_changes never reached awaiting_input")
+
+
+@pytest.mark.slow
+def test_dag_dry_run_plans_and_changes_nothing(clean_clouds: Any, data_dir: Path, airflow_db: Path) -> None:
+    make_bucket("dag-dry")
+    ids = [f.finding_id for f in _save_scan(inventory("aws", ["s3"]), ["aws_s3_bucket_versioning"])]
+    started = time.monotonic()
+    result = _finish(_start_dag({"finding_ids": ids}), timeout=300)
+    print(f"dry-run dag.test: {time.monotonic() - started:.1f}s")
+    assert result["state"] == "success", result["output"][-4000:]
+    tasks = result["tasks"]
+    assert tasks["report_plan"] == "success"
+    assert {tasks[t] for t in ("approve_changes", "apply_changes", "verify_changes", "report")} == {"skipped"}
+    assert versioning_state("dag-dry") is None
+    saved = json.loads(runner.result_path(result["run_id"]).read_text())
+    assert saved["status"] == "dry_run" and saved["totals"]["planned_changes"] == 1
+    assert "versioning 'Disabled' -> 'Enabled'" in saved["plan"][0]
+    assert {r.outcome for r in read_audit(run_id=result["run_id"])} == {"skipped"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option", ["Approve", "Reject"])
+def test_dag_approval_path(option: str, clean_clouds: Any, data_dir: Path, airflow_db: Path) -> None:
+    make_bucket("dag-hitl")
+    make_container("dag-hitl-c", "blob")
+    records = inventory("aws", ["s3"]) + inventory("azure")
+    ids = [f.finding_id for f in _save_scan(records, ["aws_s3_bucket_versioning",
+                                                      "azure_storage_container_not_public"])]
+    started = time.monotonic()
+    proc = _start_dag({"finding_ids": ids, "dry_run": False, "reason": f"test {option}"})
+    try:
+        run_id = _answer_approval(option, "approver", deadline=time.monotonic() + 240)
+    except BaseException:
+        proc.kill()
+        raise
+    result = _finish(proc, timeout=240)
+    print(f"{option} dag.test: {time.monotonic() - started:.1f}s")
+    assert result["run_id"] == run_id
+    assert result["state"] == "success", result["output"][-4000:]
+    tasks = result["tasks"]
+    assert tasks["approve_changes"] == "success" and tasks["report_plan"] == "skipped"
+    saved = json.loads(runner.result_path(run_id).read_text())
+    trail = read_audit(run_id=run_id)
+    if option == "Approve":
+        assert {tasks[t] for t in ("apply_changes", "verify_changes", "report")} == {"success"}
+        assert saved["status"] == "fixed" and saved["approver"] == "approver" and saved["totals"]["fixed"] == 2
+        assert versioning_state("dag-hitl") == "Enabled" and container_state("dag-hitl-c")["public"] is None
+        assert {r.approver for r in trail if r.step in ("apply", "verify")} == {"approver"}
+        assert sorted(r.outcome for r in trail if r.step == "apply") == ["changed", "changed"]
+    else:
+        assert tasks["apply_changes"] == tasks["verify_changes"] == "skipped" and tasks["report"] == "success"
+        assert saved["status"] == "rejected"
+        assert versioning_state("dag-hitl") is None and container_state("dag-hitl-c")["public"] == "blob"
+        assert [r.step for r in trail if r.step not in ("plan",)] == ["approve"]
