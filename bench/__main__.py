@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("step", nargs="?", default="all", choices=[*STEPS, "all"])
     args = parser.parse_args(argv)
     steps = STEPS if args.step == "all" else (args.step,)
+    from bench.common import enable_bytecode_cache
+
+    enable_bytecode_cache()
     started = time.perf_counter()
     failed = []
     for step in steps:

@@ -12,7 +12,7 @@ child times the processor's work for one file:
 2. ``_parse_file(DagFileParseRequest(...))``: the stability check, a ``BundleDagBag`` over the one
    file (executing it: every import of the file is paid here), and the serialization of its DAGs.
 
-Jobs run round-robin over the files (repeat 1 of every file, then repeat 2 ...), so slow drift in the
+A first, unrecorded round warms the bytecode and page caches. Jobs run round-robin over the files (repeat 1 of every file, then repeat 2 ...), so slow drift in the
 machine's load hits every file alike.
 
     python -m bench._parse_child REPEATS FILE:BUNDLE [FILE:BUNDLE ...]
@@ -94,7 +94,8 @@ def main(argv: list[str]) -> int:
     manager_rss = psutil.Process().memory_info().rss
     print(json.dumps({"manager_imports_s": time.perf_counter() - t_start, "manager_rss": manager_rss}), flush=True)
 
-    for repeat in range(repeats):
+    # Round 0 is a warm-up (fills the bytecode cache and the OS page cache); the parent drops it.
+    for repeat in range(repeats + 1):
         for file, bundle in jobs:
             read_fd, write_fd = os.pipe()
             forked = time.perf_counter()
@@ -118,6 +119,7 @@ def main(argv: list[str]) -> int:
                 {
                     "file": str(file),
                     "repeat": repeat,
+                    "warmup": repeat == 0,
                     "fork_to_exit_s": reaped - forked,
                     "child_peak_rss": int(usage.ru_maxrss) * 1024,
                 }

@@ -27,6 +27,7 @@ from bench.common import (
     mib,
     run_measured,
     summarize,
+    with_bytecode_cache,
     write_results,
 )
 
@@ -149,6 +150,7 @@ def run(repeats: int | None = None) -> dict[str, Any]:
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
             }
         )
+        with_bytecode_cache(env)
         jobs = [f"{empty}:{empty_dir}"] + [f"{f}:{DAGS_DIR}" for f in files]
         argv = [sys.executable, "-m", "bench._parse_child", str(repeats), *jobs]
         print(f"[bench parse] {len(files)} DAG files + empty DAG, {repeats} repeats ...", file=sys.stderr, flush=True)
@@ -156,7 +158,7 @@ def run(repeats: int | None = None) -> dict[str, Any]:
         if not measured.ok:
             raise BenchError(f"parse child failed ({measured.returncode}):\n{measured.tail()}")
         lines = [json.loads(line) for line in measured.stdout.splitlines() if line.startswith("{")]
-        header, runs = lines[0], lines[1:]
+        header, runs = lines[0], [line for line in lines[1:] if not line.get("warmup")]
         failed = [r for r in runs if "error" in r]
         if failed:
             raise BenchError(f"parsing failed: {failed[0]}")

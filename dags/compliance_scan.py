@@ -20,8 +20,10 @@ No cloud is called: the rules read the inventory that `inventory_estate` collect
 4. **diff_against_previous**: mark each failing finding new or still open, and the fixed ones resolved.
    A target whose inventory was incomplete keeps its old findings open (never "resolved" unseen).
    Saves the scan under `data/compliance/scans/<scan id>/` and moves `data/compliance/latest.json`.
-5. **write_reports**: JSON, CSV, SARIF, OCSF and HTML (totals, trend, findings with remediation).
-6. **notify**: announce new critical / high findings (log / file; Slack and e-mail when configured).
+5. **write_reports**: JSON, CSV, SARIF, OCSF and HTML (totals, trend, findings with remediation) into
+   `data/compliance/scans/<scan id>/reports/` and `data/compliance/reports/latest/`.
+6. **notify**: announce new critical / high findings (task log and `data/notifications/`; Slack and
+   e-mail when the `slack_runbooks` / `smtp_runbooks` connections exist).
 7. **enforce_policy**: fail the run when new or still-open findings of a failing severity exist
    (policy `fail_on`, or the `fail_on` parameter), listing each one. Waived findings never fail it.
 
@@ -101,9 +103,20 @@ def compliance_scan() -> None:
 
         from airflow.sdk.exceptions import AirflowFailException
 
+        from include.compliance.registry import rule_ids
+        from include.compliance.store import inventory_gaps
         from include.inventory.store import latest
-        from include.targets import load_targets
+        from include.targets import TargetsError, load_targets
 
+        params = params or {}
+        # Bad names fail here, before any work, and without retries: retrying cannot fix them.
+        unknown_rules = sorted(set(params.get("rules") or []) - set(rule_ids()))
+        if unknown_rules:
+            raise AirflowFailException(f"unknown rules: {', '.join(unknown_rules)}; known: {', '.join(rule_ids())}")
+        try:
+            requested = [t.name for t in load_targets().select(list(params.get("targets") or []))]
+        except TargetsError as exc:
+            raise AirflowFailException(str(exc)) from exc
         try:
             pointer = latest()
         except FileNotFoundError:
@@ -111,13 +124,10 @@ def compliance_scan() -> None:
                 "no inventory has been published yet: run the inventory_estate runbook first"
             ) from None
         summary = json.loads((Path(pointer["path"]).parent / "summary.json").read_text())
-        requested = [t.name for t in load_targets().select(list((params or {}).get("targets") or []))]
-        covered = {t["target"]: t for t in summary.get("targets", [])}
-        incomplete = sorted(n for n in requested if n not in covered or not covered[n].get("complete"))
+        incomplete = inventory_gaps(summary, requested)
         print(f"inventory {pointer['run_id']} collected at {pointer['collected_at']}: {pointer['path']}")
         for name in incomplete:
-            why = "not in this inventory" if name not in covered else "inventory incomplete"
-            print(f"  {name}: {why}; its previous findings stay open instead of being resolved")
+            print(f"  {name}: not inventoried completely; its previous findings stay open, not resolved")
         return {
             "path": pointer["path"],
             "run_id": pointer["run_id"],
@@ -223,18 +233,29 @@ def compliance_scan() -> None:
                 "by_status": saved["totals"]["by_status"], "by_lifecycle": lifecycle}
 
     @task
-    def write_reports(saved: dict[str, Any], validation: dict[str, Any]) -> dict[str, Any]:
+    def write_reports(saved: dict[str, Any], validation: dict[str, Any]) -> dict[str, str]:
         """Write the JSON, CSV, SARIF, OCSF and HTML reports of this scan (and of 'latest')."""
-        from include.compliance import reports
+        from include.compliance.reports import write_scan
 
-        return dict(reports.write_all(saved["path"], validation=validation))
+        paths = write_scan(saved["path"], validation=validation)
+        for key, path in sorted(paths.items()):
+            print(f"{key}: {path}")
+        return dict(paths)
 
     @task
-    def notify(saved: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
-        """Announce new critical / high findings through the configured notifier."""
-        from include.compliance import notify as notifier
+    def notify(saved: dict[str, Any], written: dict[str, str]) -> dict[str, Any]:
+        """Announce new critical / high findings through the configured channels."""
+        from include.compliance.store import load_scan
+        from include.notify import notify_new_findings
 
-        return dict(notifier.notify_new_findings(saved["path"], reports=written))
+        result = notify_new_findings(
+            load_scan(saved["path"])["findings"],
+            scan_id=saved["scan_id"],
+            report_url=written.get("html"),
+            context=get_current_context(),
+        )
+        print(f"notified: {result}")
+        return dict(result)
 
     @task
     def enforce_policy(saved: dict[str, Any], params: dict[str, Any] | None = None) -> None:

@@ -142,9 +142,9 @@ def remediate_findings() -> None:
         from include.compliance.remediation import runner
 
         entries = runner.from_dicts(planned["entries"])
-        if planned["request"]["dry_run"] or not runner.changes(entries):
-            return "report_plan"
-        return "approve_changes"
+        path = "report_plan" if planned["request"]["dry_run"] or not runner.changes(entries) else "approve_changes"
+        get_current_context()["ti"].xcom_push(key="path", value=path)  # read by report
+        return path
 
     # The report tasks fail with AirflowFailException (no retry): a result does not change by retrying.
     @task

@@ -82,10 +82,13 @@ def airflow_env(stack: Stack, emulators: emu.Emulators) -> dict[str, str]:
     jwt_secret = _secret_file(stack.home / "jwt-secret", lambda: secrets.token_urlsafe(64))
     env = dict(os.environ)
     env.pop("AWS_CA_BUNDLE", None)
+    env.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)  # quiet for our own seeding only; tasks log at INFO
     env.update(emulators.environment())
     env.update(
         {
             "PYTHONPATH": str(PROJECT_ROOT),
+            # `airflow standalone` starts its components as `airflow ...` subprocesses found on PATH.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
             "AIRFLOW_HOME": str(stack.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
@@ -160,7 +163,7 @@ def prepare(stack: Stack) -> tuple[emu.Emulators, dict[str, str]]:
 
 
 def start_airflow(stack: Stack, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = open(stack.home / "logs" / "airflow-standalone.log", "ab")  # noqa: SIM115
+    log = open(stack.home / "logs" / "airflow-standalone.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "airflow", "standalone"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
@@ -285,7 +288,7 @@ def demo(stack: Stack) -> int:
         user, password = credentials(stack)
         api = Api(stack.base_url, user, password)
         print(f"starting Airflow on {stack.base_url} ...", flush=True)
-        wait_for("Airflow to be healthy", api.healthy, timeout=180, proc=proc)
+        wait_for("Airflow to be healthy", api.healthy, timeout=420, proc=proc)
         for dag_id, conf in DEMO_RUNBOOKS:
             started = time.monotonic()
             run_runbook(api, dag_id, conf)
@@ -304,7 +307,7 @@ def up(stack: Stack) -> int:
     user, password = credentials(stack)
     api = Api(stack.base_url, user, password)
     try:
-        wait_for("Airflow to be healthy", api.healthy, timeout=180, proc=proc)
+        wait_for("Airflow to be healthy", api.healthy, timeout=420, proc=proc)
         print(
             f"\nAirflow is up: {stack.base_url}  (login: {user} / {password})\n"
             f"emulators: aws {emulators.aws_endpoint}  gcs {emulators.gcs_endpoint}  "
@@ -336,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("RUNBOOKS_LOCAL_HOME", PROJECT_ROOT / ".local")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 0)))
     args = parser.parse_args(argv)
+    # The seed talks through the providers' hooks, which log every call at INFO: keep the demo readable.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     args.home.mkdir(parents=True, exist_ok=True)
     (args.home / "logs").mkdir(exist_ok=True)
     port = args.port or (8080 if args.command == "up" else 0)

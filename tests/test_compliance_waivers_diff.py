@@ -17,6 +17,7 @@ from include.compliance.engine import failing, scan
 from include.compliance.model import Finding, Waiver
 from include.compliance.store import (
     diff,
+    inventory_gaps,
     latest_pointer,
     load_history,
     load_latest_findings,
@@ -247,3 +248,9 @@ def test_waived_finding_is_tracked_not_resolved(buckets: list[ResourceRecord]) -
                     expires=(NOW + timedelta(days=1)).date().isoformat())
     found = _by_name(diff(previous, _scan(buckets, waivers=(waiver,)), scanned_at=NOW))
     assert (found["wd-keep-open"].status, found["wd-keep-open"].lifecycle) == ("waived", "open")
+
+
+def test_inventory_gaps_are_targets_absent_or_incomplete() -> None:
+    summary = {"targets": [{"target": "aws-prod", "complete": True}, {"target": "gcp-prod", "complete": False}]}
+    assert inventory_gaps(summary, ["aws-prod", "gcp-prod", "azure-prod"]) == ["azure-prod", "gcp-prod"]
+    assert inventory_gaps(summary, ["aws-prod"]) == []

@@ -245,3 +245,12 @@ def write_findings(path: Path, findings: Iterable[Finding]) -> int:
 
 def read_findings(path: Path | str) -> list[Finding]:
     return [Finding.from_dict(item) for item in json.loads(Path(path).read_text())]
+
+
+def inventory_gaps(summary: dict[str, Any], requested: Iterable[str]) -> list[str]:
+    """Requested targets the inventory does not cover completely (absent, or collected with errors).
+
+    Their previously failing findings must stay open: nothing about them was observed this time.
+    """
+    covered = {t["target"]: bool(t.get("complete")) for t in summary.get("targets", [])}
+    return sorted(name for name in set(requested) if not covered.get(name, False))

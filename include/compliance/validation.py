@@ -28,6 +28,7 @@ busy machine): DAG files import this module at parse time for free.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -228,8 +229,7 @@ def column_value(record: ResourceRecord, column: str) -> Any:
         return record.tags
     if column.startswith("tags."):
         return record.tags.get(column[5:])
-    if column.startswith("attributes."):
-        column = column[len("attributes.") :]
+    column = column.removeprefix("attributes.")
     value = _lookup(record.attributes, column)
     return None if value is _MISSING else value
 
@@ -333,6 +333,8 @@ def validate_inventory(
     """
     started = time.monotonic()
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GX logs every registered function at INFO on import: noise in a task log.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     records = list(records)
     suites = load_suites(suites_dir)
     out = Path(out_dir) if out_dir is not None else None
@@ -364,7 +366,7 @@ def validate_inventory(
             continue
         try:
             suite = ExpectationSuite(**{k: v for k, v in suite_file.data.items() if k != "id"})
-        except Exception as exc:  # noqa: BLE001 - re-raised with the file name
+        except Exception as exc:
             raise SuiteError(f"{suite_file.path}: {exc}") from exc
         # GX logs and drops an expectation it cannot build; a dropped check must not pass silently.
         if len(suite.expectations) != len(suite_file.data["expectations"]):
@@ -453,9 +455,11 @@ def render_section(summary: ValidationSummary | Mapping[str, Any], *, docs_href:
     s = summary if isinstance(summary, ValidationSummary) else ValidationSummary.from_dict(summary)
     verdict = "passed" if s.success else "FAILED"
     parts = [
-        f'<p class="gx-verdict {"ok" if s.success else "bad"}">Fact validation {escape(verdict)}: '
-        f"{s.statistics['successful_expectations']} of {s.statistics['evaluated_expectations']} expectations held "
-        f"over {s.records} records in {s.seconds:.1f} s (great_expectations {escape(s.gx_version)}).</p>"
+        (
+            f'<p class="gx-verdict {"ok" if s.success else "bad"}">Fact validation {escape(verdict)}: '
+            f"{s.statistics['successful_expectations']} of {s.statistics['evaluated_expectations']} expectations "
+            f"held over {s.records} records in {s.seconds:.1f} s (great_expectations {escape(s.gx_version)}).</p>"
+        )
     ]
     if docs_href:
         parts.append(f'<p><a href="{escape(docs_href, quote=True)}">Great Expectations Data Docs</a></p>')

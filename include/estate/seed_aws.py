@@ -78,7 +78,8 @@ def seeded_objects(bucket: dict[str, Any]) -> dict[str, int]:
     spec = bucket.get("objects") or {}
     prefix = str(spec.get("prefix", ""))
     objects = {
-        f"{prefix}object-{i:03d}.txt": int(spec.get("size_kib", 1)) * 1024 for i in range(int(spec.get("count", 0)))
+        f"{prefix}object-{i:03d}.txt": int(spec.get("size_kib", 1)) * 1024
+        for i in range(int(spec.get("count", 0)))
     }
     if spec.get("large_mib"):
         objects[f"{prefix}large-{int(spec['large_mib'])}mib.bin"] = int(spec["large_mib"]) * 1024 * 1024
@@ -200,8 +201,8 @@ def _seed_bucket(
         create: dict[str, Any] = {"Bucket": name}
         if region != "us-east-1":
             create["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        if spec.get("acl"):
-            create["ObjectOwnership"] = "ObjectWriter"  # ACLs are disabled under the default BucketOwnerEnforced
+        if spec.get("acl"):  # ACLs are disabled under the default ownership, BucketOwnerEnforced
+            create["ObjectOwnership"] = "ObjectWriter"
         s3.create_bucket(**create)
 
     encryption = spec.get("encryption", "none")
@@ -244,7 +245,9 @@ def _seed_bucket(
             if template not in POLICY_TEMPLATES:
                 raise SeedError(f"aws estate: bucket {name}: unknown policy template {template!r}")
             statements += POLICY_TEMPLATES[template](name, account)
-        s3.put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": statements}))
+        s3.put_bucket_policy(
+            Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": statements})
+        )
     if spec.get("logging"):
         s3.put_bucket_logging(
             Bucket=name,
@@ -271,7 +274,12 @@ def _seed_bucket(
         )
     objects = seeded_objects(spec)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-s3-put") as pool:
-        list(pool.map(lambda item: s3.put_object(Bucket=name, Key=item[0], Body=object_body(name, *item)), objects.items()))
+        list(
+            pool.map(
+                lambda item: s3.put_object(Bucket=name, Key=item[0], Body=object_body(name, *item)),
+                objects.items(),
+            )
+        )
     s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": _tag_list(spec)})  # last: marks completion
     report.add(True, "aws.s3.bucket", name)
 
@@ -285,7 +293,11 @@ def _seed_s3(
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="seed-s3") as pool:
         for wave in waves:
             parts = [SeedReport() for _ in wave]
-            list(pool.map(lambda pair: _seed_bucket(clients, account, pair[0], keys, pair[1]), zip(wave, parts)))
+            list(
+                pool.map(
+                    lambda pair: _seed_bucket(clients, account, pair[0], keys, pair[1]), zip(wave, parts)
+                )
+            )
             _merge(report, parts)
 
 
@@ -305,13 +317,19 @@ def _seed_ec2_region(
     clients: _Clients, region: str, spec: dict[str, Any], keys: dict[str, str], report: SeedReport
 ) -> None:
     ec2 = clients("ec2", region)
-    mine = lambda items: [i for i in items if i["region"] == region]  # noqa: E731
+
+    def mine(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [item for item in items if item["region"] == region]
+
     seed_filter = [{"Name": "tag-key", "Values": [SEED_TAG]}]
 
     # Security groups (default VPC).
     groups = _by_seed_id(
-        [g for page in ec2.get_paginator("describe_security_groups").paginate(Filters=seed_filter)
-         for g in page["SecurityGroups"]]
+        [
+            g
+            for page in ec2.get_paginator("describe_security_groups").paginate(Filters=seed_filter)
+            for g in page["SecurityGroups"]
+        ]
     )
     group_ids: dict[str, str] = {}
     for sg in mine(spec.get("security_groups", [])):
@@ -342,8 +360,12 @@ def _seed_ec2_region(
     # Instances (terminated ones do not count).
     alive = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
     instances = _by_seed_id(
-        [i for page in ec2.get_paginator("describe_instances").paginate(Filters=seed_filter + alive)
-         for r in page["Reservations"] for i in r["Instances"]]
+        [
+            i
+            for page in ec2.get_paginator("describe_instances").paginate(Filters=seed_filter + alive)
+            for r in page["Reservations"]
+            for i in r["Instances"]
+        ]
     )
     to_stop = []
     for inst in mine(spec.get("instances", [])):
@@ -355,12 +377,13 @@ def _seed_ec2_region(
             "InstanceType": inst["instance_type"],
             "MinCount": 1,
             "MaxCount": 1,
-            # The root volume carries the instance's tags and its own seed-id.
-            "TagSpecifications": _tag_spec("instance", inst)
-            + _tag_spec("volume", dict(inst, seed_id=f"{inst['seed_id']}-root")),
+            # The root volume carries the instance's tags, its own seed-id and Name.
+            "TagSpecifications": _tag_spec("instance", inst) + _tag_spec("volume", _root_volume(inst)),
         }
         if inst.get("security_groups"):
-            run["SecurityGroupIds"] = [_need(group_ids, g, f"instance {inst['seed_id']}") for g in inst["security_groups"]]
+            run["SecurityGroupIds"] = [
+                _need(group_ids, g, f"instance {inst['seed_id']}") for g in inst["security_groups"]
+            ]
         if "imdsv2_required" in inst:
             run["MetadataOptions"] = {"HttpTokens": "required" if inst["imdsv2_required"] else "optional"}
         created = ec2.run_instances(**run)["Instances"][0]
@@ -373,7 +396,11 @@ def _seed_ec2_region(
 
     # Volumes, attached where asked.
     volumes = _by_seed_id(
-        [v for page in ec2.get_paginator("describe_volumes").paginate(Filters=seed_filter) for v in page["Volumes"]]
+        [
+            v
+            for page in ec2.get_paginator("describe_volumes").paginate(Filters=seed_filter)
+            for v in page["Volumes"]
+        ]
     )
     volume_ids = {seed: v["VolumeId"] for seed, v in volumes.items()}
     for vol in mine(spec.get("volumes", [])):
@@ -382,7 +409,9 @@ def _seed_ec2_region(
             continue
         attach_to = instances.get(vol["attach_to"]) if vol.get("attach_to") else None
         if vol.get("attach_to") and attach_to is None:
-            raise SeedError(f"aws estate: volume {vol['seed_id']} attaches to unknown instance {vol['attach_to']!r}")
+            raise SeedError(
+                f"aws estate: volume {vol['seed_id']} attaches to unknown instance {vol['attach_to']!r}"
+            )
         create = {
             "AvailabilityZone": attach_to["Placement"]["AvailabilityZone"] if attach_to else f"{region}a",
             "Size": int(vol["size_gb"]),
@@ -394,7 +423,9 @@ def _seed_ec2_region(
             create["KmsKeyId"] = _need(keys, vol["kms_key"], f"volume {vol['seed_id']}")
         volume_id = ec2.create_volume(**create)["VolumeId"]
         if attach_to:
-            ec2.attach_volume(VolumeId=volume_id, InstanceId=attach_to["InstanceId"], Device=vol.get("device", "/dev/sdf"))
+            ec2.attach_volume(
+                VolumeId=volume_id, InstanceId=attach_to["InstanceId"], Device=vol.get("device", "/dev/sdf")
+            )
         volume_ids[vol["seed_id"]] = volume_id
         report.add(True, "aws.ec2.volume", vol["seed_id"])
 
@@ -402,8 +433,13 @@ def _seed_ec2_region(
     # (The owner-id filter repeats OwnerIds=self for moto, which ignores OwnerIds.)
     own = [{"Name": "owner-id", "Values": [clients.target.account]}]
     snapshots = _by_seed_id(
-        [s for page in ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"], Filters=own + seed_filter)
-         for s in page["Snapshots"]]
+        [
+            s
+            for page in ec2.get_paginator("describe_snapshots").paginate(
+                OwnerIds=["self"], Filters=own + seed_filter
+            )
+            for s in page["Snapshots"]
+        ]
     )
     for snap in mine(spec.get("snapshots", [])):
         if snap["seed_id"] in snapshots:
@@ -425,6 +461,14 @@ def _seed_ec2_region(
         else:
             ec2.enable_ebs_encryption_by_default()
             report.add(True, "aws.ec2.ebs_default_encryption", region)
+
+
+def _root_volume(instance: dict[str, Any]) -> dict[str, Any]:
+    """Tag spec of an instance's root volume: the instance's tags, ``<seed_id>-root``, ``<Name>-root``."""
+    tags = dict(instance.get("tags") or {})
+    if "Name" in tags:
+        tags["Name"] = f"{tags['Name']}-root"
+    return dict(instance, seed_id=f"{instance['seed_id']}-root", tags=tags)
 
 
 def _ec2_regions(spec: dict[str, Any]) -> list[str]:
@@ -467,7 +511,9 @@ def _seed_rds(
             if source not in arns:
                 raise SeedError(f"aws estate: replica {ident} of {source!r}, which is not listed before it")
             source_region = arns[source].split(":")[3]
-            replica = dict(common, SourceDBInstanceIdentifier=arns[source] if source_region != region else source)
+            replica = dict(
+                common, SourceDBInstanceIdentifier=arns[source] if source_region != region else source
+            )
             if source_region != region:
                 replica["SourceRegion"] = source_region
             if spec.get("kms_key"):
@@ -501,7 +547,7 @@ def _fqdn(name: str) -> str:
 
 
 def _seed_route53(clients: _Clients, spec: dict[str, Any], report: SeedReport) -> None:
-    r53 = clients("route53", "us-east-1")
+    r53 = clients("route53", clients.target.regions[0])
     zones = {
         z["Name"]: z["Id"].split("/")[-1]
         for page in r53.get_paginator("list_hosted_zones").paginate()
@@ -551,7 +597,9 @@ def _seed_route53(clients: _Clients, spec: dict[str, Any], report: SeedReport) -
             CallerReference=f"{check['seed_id']}-{secrets.token_hex(4)}", HealthCheckConfig=config
         )["HealthCheck"]["Id"]
         tagged = dict(check, tags={**(check.get("tags") or {}), "Name": check.get("name", check["seed_id"])})
-        r53.change_tags_for_resource(ResourceType="healthcheck", ResourceId=check_id, AddTags=_tag_list(tagged))
+        r53.change_tags_for_resource(
+            ResourceType="healthcheck", ResourceId=check_id, AddTags=_tag_list(tagged)
+        )
         check_ids[check["seed_id"]] = check_id
         report.add(True, "aws.route53.health_check", check["seed_id"])
 
@@ -592,7 +640,7 @@ def _seed_route53(clients: _Clients, spec: dict[str, Any], report: SeedReport) -
 
 
 def _seed_iam(clients: _Clients, spec: dict[str, Any], report: SeedReport) -> None:
-    iam = clients("iam", "us-east-1")
+    iam = clients("iam", clients.target.regions[0])
     for user in spec.get("users", []):
         name = user["name"]
         try:
@@ -609,7 +657,9 @@ def _seed_iam(clients: _Clients, spec: dict[str, Any], report: SeedReport) -> No
         if user.get("access_key"):
             iam.create_access_key(UserName=name)  # the secret is not kept: nothing uses it locally
         if user.get("mfa") == "virtual":
-            serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"]["SerialNumber"]
+            serial = iam.create_virtual_mfa_device(VirtualMFADeviceName=name)["VirtualMFADevice"][
+                "SerialNumber"
+            ]
             iam.enable_mfa_device(
                 UserName=name, SerialNumber=serial, AuthenticationCode1="123456", AuthenticationCode2="654321"
             )
@@ -704,39 +754,39 @@ def seed(target: Target, section: dict[str, Any], report: SeedReport) -> None:
     clients = _Clients(target)
     account = target.account
     ec2 = section.get("ec2") or {}
-    parts: dict[str, SeedReport] = {}
-
-    def part(name: str) -> SeedReport:
-        return parts.setdefault(name, SeedReport())
+    regions = _ec2_regions(ec2)
+    names = ["kms", "s3", "rds", "route53", "iam", "dynamodb", *(f"ec2-{r}" for r in regions), "cloudtrail"]
+    parts = {name: SeedReport() for name in names}
 
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="seed-aws") as pool:
-        # Jobs only wait for jobs submitted before them, so the FIFO pool cannot deadlock.
-        kms = pool.submit(_seed_kms, clients, section.get("kms_keys", []), part("kms"))
-        s3 = pool.submit(
-            lambda: _seed_s3(clients, account, section.get("s3_buckets", []), kms.result(), part("s3"))
-        )
+        kms = pool.submit(_seed_kms, clients, section.get("kms_keys", []), parts["kms"])
+
+        def s3_job() -> None:
+            _seed_s3(clients, account, section.get("s3_buckets", []), kms.result(), parts["s3"])
+
+        def rds_job() -> None:
+            _seed_rds(clients, account, section.get("rds_instances", []), kms.result(), parts["rds"])
+
+        def ec2_job(region: str) -> None:
+            _seed_ec2_region(clients, region, ec2, kms.result(), parts[f"ec2-{region}"])
+
+        s3 = pool.submit(s3_job)
+
+        def cloudtrail_job() -> None:
+            s3.result()
+            _seed_cloudtrail(clients, section.get("cloudtrail", []), parts["cloudtrail"])
+
+        # Jobs wait only for jobs submitted before them, so the FIFO pool cannot deadlock.
         jobs = [
             kms,
             s3,
-            pool.submit(
-                lambda: _seed_rds(clients, account, section.get("rds_instances", []), kms.result(), part("rds"))
-            ),
-            pool.submit(_seed_route53, clients, section.get("route53") or {}, part("route53")),
-            pool.submit(_seed_iam, clients, section.get("iam") or {}, part("iam")),
-            pool.submit(_seed_dynamodb, clients, section.get("dynamodb", []), part("dynamodb")),
+            pool.submit(rds_job),
+            pool.submit(_seed_route53, clients, section.get("route53") or {}, parts["route53"]),
+            pool.submit(_seed_iam, clients, section.get("iam") or {}, parts["iam"]),
+            pool.submit(_seed_dynamodb, clients, section.get("dynamodb", []), parts["dynamodb"]),
+            *(pool.submit(ec2_job, region) for region in regions),
+            pool.submit(cloudtrail_job),
         ]
-        for region in _ec2_regions(ec2):
-            report_part = part(f"ec2-{region}")
-            jobs.append(
-                pool.submit(
-                    lambda region=region, r=report_part: _seed_ec2_region(clients, region, ec2, kms.result(), r)
-                )
-            )
-        jobs.append(
-            pool.submit(
-                lambda: (s3.result(), _seed_cloudtrail(clients, section.get("cloudtrail", []), part("cloudtrail")))
-            )
-        )
         for job in jobs:
             job.result()  # re-raises the first failure
-    _merge(report, [parts[name] for name in sorted(parts)])
+    _merge(report, [parts[name] for name in names])

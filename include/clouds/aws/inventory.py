@@ -33,8 +33,6 @@ from include.targets import Target
 
 T = TypeVar("T")
 
-#: Region whose endpoint serves the global services (IAM, Route 53, the S3 bucket list).
-HOME_REGION = "us-east-1"
 #: Cap on keys listed per bucket for ``object_count`` / ``size_bytes``. Listing costs one request per
 #: 1,000 keys; the local estate is tiny, a real bucket can hold billions (use S3 Inventory or CloudWatch
 #: storage metrics there). Past the cap the counts are partial and ``object_count_truncated`` is true.
@@ -307,6 +305,10 @@ def list_s3(ctx: ListContext) -> list[ResourceRecord]:
 # ---- EC2 ---------------------------------------------------------------------------------------------
 
 
+def _ec2_arn(ctx: ListContext) -> str:
+    return f"arn:{partition(ctx.region)}:ec2:{ctx.region}:{ctx.target.account}"
+
+
 def _name(tags: dict[str, str], default: str) -> str:
     return tags.get("Name") or default
 
@@ -347,7 +349,7 @@ def _security_group_record(ctx: ListContext, group: dict[str, Any]) -> ResourceR
     return ctx.record(
         service="ec2",
         resource_type="aws.ec2.security_group",
-        resource_id=f"arn:{partition(ctx.region)}:ec2:{ctx.region}:{ctx.target.account}:security-group/{group_id}",
+        resource_id=f"{_ec2_arn(ctx)}:security-group/{group_id}",
         name=group.get("GroupName") or group_id,
         tags=tags,
         attributes={
@@ -381,7 +383,7 @@ def _security_group_record(ctx: ListContext, group: dict[str, Any]) -> ResourceR
 def list_ec2(ctx: ListContext) -> list[ResourceRecord]:
     """Instances, volumes, snapshots owned by the account, security groups, EBS default encryption."""
     client = client_for(ctx.target, "ec2", ctx.region)
-    arn = f"arn:{partition(ctx.region)}:ec2:{ctx.region}:{ctx.target.account}"
+    arn = _ec2_arn(ctx)
     records: list[ResourceRecord] = []
 
     for reservation in _paginate(client, "describe_instances", "Reservations"):
@@ -478,7 +480,9 @@ def list_ec2(ctx: ListContext) -> list[ResourceRecord]:
             resource_type="aws.ec2.region_settings",
             resource_id=f"{arn}:ebs-default-encryption",
             name=ctx.region,
-            attributes={"ebs_default_encryption": bool(default_encryption.get("EbsEncryptionByDefault", False))},
+            attributes={
+                "ebs_default_encryption": bool(default_encryption.get("EbsEncryptionByDefault", False))
+            },
         )
     )
     return records
@@ -528,7 +532,9 @@ def list_rds(ctx: ListContext) -> list[ResourceRecord]:
 def _route53_tags(client: Any, resource_type: str, ids: list[str]) -> dict[str, dict[str, str]]:
     found: dict[str, dict[str, str]] = {}
     for start in range(0, len(ids), 10):  # ListTagsForResources takes at most 10 ids
-        answer = client.list_tags_for_resources(ResourceType=resource_type, ResourceIds=ids[start : start + 10])
+        answer = client.list_tags_for_resources(
+            ResourceType=resource_type, ResourceIds=ids[start : start + 10]
+        )
         for entry in answer.get("ResourceTagSets", []):
             found[entry["ResourceId"]] = _tags(entry.get("Tags"))
     return found
@@ -570,7 +576,9 @@ def list_route53(ctx: ListContext) -> list[ResourceRecord]:
                 },
             )
         )
-        for rrset in _paginate(client, "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone_id):
+        for rrset in _paginate(
+            client, "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone_id
+        ):
             set_id = rrset.get("SetIdentifier")
             alias = rrset.get("AliasTarget")
             # Record sets have no ARN: the id extends the zone's ARN with name, type and set identifier.
@@ -651,11 +659,13 @@ def list_iam(ctx: ListContext) -> list[ResourceRecord]:
     records = []
     for user in _paginate(client, "list_users", "Users"):
         name = user["UserName"]
-        password = _unless({"NoSuchEntity"}, lambda: client.get_login_profile(UserName=name), None)
+        password = _unless({"NoSuchEntity"}, lambda n=name: client.get_login_profile(UserName=n), None)
         mfa = list(_paginate(client, "list_mfa_devices", "MFADevices", UserName=name))
         keys = []
         for key in _paginate(client, "list_access_keys", "AccessKeyMetadata", UserName=name):
-            used = client.get_access_key_last_used(AccessKeyId=key["AccessKeyId"]).get("AccessKeyLastUsed", {})
+            used = client.get_access_key_last_used(AccessKeyId=key["AccessKeyId"]).get(
+                "AccessKeyLastUsed", {}
+            )
             keys.append(
                 {
                     "id": key["AccessKeyId"],

@@ -312,7 +312,7 @@ class AwsRequiredTags(TagsFixerBase, _AwsFixer):
             tag_set = self.rds(record).list_tags_for_resource(ResourceName=record.resource_id)["TagList"]
         else:
             tag_set = self.dynamodb(record).list_tags_of_resource(ResourceArn=record.resource_id).get("Tags", [])
-        return {t["Key"]: t["Value"] for t in tag_set}
+        return {t["Key"]: t.get("Value", "") for t in tag_set}
 
     def add_tags(self, record: ResourceRecord, current: dict[str, str], missing: dict[str, str]) -> None:
         kind = record.resource_type

@@ -605,7 +605,7 @@ def final_report(context: Mapping[str, Any], verified: Mapping[str, Any] | None)
 
     ti = context["ti"]
     run_id = str(context["run_id"])
-    if ti.xcom_pull(task_ids="choose_path") != "approve_changes":
+    if ti.xcom_pull(task_ids="choose_path", key="path") != "approve_changes":
         raise AirflowSkipException("dry run or nothing to change: report_plan wrote the result")
     planned = ti.xcom_pull(task_ids="plan_changes")
     if not planned:

@@ -70,7 +70,7 @@ def trails_by_target(records: list[ResourceRecord]) -> dict[str, list[dict[str, 
         "'{\"Rules\":[{\"ApplyServerSideEncryptionByDefault\":{\"SSEAlgorithm\":\"aws:kms\"}}]}'` "
         "(or AES256), or run remediate_findings with fixer aws.s3.default_encryption."
     ),
-    frameworks={"AWS-FSBP": ["S3.4"], **_AT_REST},
+    frameworks=_AT_REST,  # AWS-FSBP S3.4 was retired once S3 began encrypting new objects by default
     fixer="aws.s3.default_encryption",
 )
 def s3_default_encryption(record: ResourceRecord, ctx: RuleContext) -> Verdict | None:

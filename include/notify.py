@@ -1,0 +1,461 @@
+"""Notifications for every runbook: a task-log line and a JSON line in a file by default; Slack and
+e-mail when their Airflow connections exist.
+
+Channels
+- ``log``: one line in the task log (always).
+- ``file``: one JSON line appended to ``<RUNBOOKS_DATA_DIR>/notifications/notifications.jsonl`` (always).
+- ``slack``: when the connection ``slack_runbooks`` exists: a Slack incoming webhook. The webhook URL
+  is the connection's password (full URL, or the ``T…/B…/…`` token joined to its host, default
+  ``https://hooks.slack.com/services``) or ``extra.webhook_url``. Posted with ``urllib`` (the Slack
+  provider is not installed). The URL is a secret: it never appears in a log line, the file or an
+  error message.
+- ``email``: when the connection ``smtp_runbooks`` exists: through the SMTP provider's ``SmtpHook``;
+  recipients from the connection extra ``to`` (comma-separated or a list).
+
+A connection that is not defined means "channel not configured", not an error. A configured channel
+that fails is recorded in the file line and raised as :class:`NotificationError` after every channel
+was tried, so the task fails and its retry policy applies (style rule: errors are raised).
+
+Use as a callback (``on_failure_callback=RunbookNotifier(severity="critical")``) or from a task
+(``notify_new_findings(findings, report_url=...)``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseNotifier
+
+log = logging.getLogger(__name__)
+
+SLACK_CONN_ID = "slack_runbooks"
+SMTP_CONN_ID = "smtp_runbooks"
+DEFAULT_SLACK_HOST = "https://hooks.slack.com/services"
+CHANNELS = ("slack", "email")
+SEVERITIES = ("info", "warning", "critical")
+#: Findings severities that page someone when they are new.
+NOTIFY_SEVERITIES = ("critical", "high")
+HTTP_TIMEOUT = 10
+
+
+class NotificationError(RuntimeError):
+    """A configured channel could not deliver (the message says which; never the secret parts)."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What every channel renders. ``items`` are short dicts (e.g. the top findings)."""
+
+    title: str
+    text: str
+    severity: str = "info"  # info | warning | critical
+    runbook: str | None = None  # DAG id
+    run_id: str | None = None
+    task_id: str | None = None
+    link: str | None = None  # report URL or path
+    items: list[dict[str, Any]] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def notifications_path(base: Path | None = None) -> Path:
+    """``<RUNBOOKS_DATA_DIR>/notifications/notifications.jsonl`` (data dir as the inventory store has it)."""
+    from include.inventory.store import data_dir
+
+    return (base or data_dir()) / "notifications" / "notifications.jsonl"
+
+
+# ---- connections -------------------------------------------------------------------------------
+def get_connection(conn_id: str) -> Any | None:
+    """The Airflow connection, or None when it is not defined (channel not configured)."""
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as exc:
+        # airflow.sdk.exceptions.AirflowNotFoundException inside tasks; the core class of the same
+        # name elsewhere: match by name so both mean "not configured". Anything else is raised.
+        if any(cls.__name__ == "AirflowNotFoundException" for cls in type(exc).__mro__):
+            return None
+        raise
+
+
+def slack_webhook_url(conn: Any) -> str:
+    """The webhook URL from a ``slackwebhook`` (or ``http``) connection. Raises ValueError if none."""
+    password = (conn.password or "").strip()
+    host = (conn.host or "").strip()
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    if isinstance(extra.get("webhook_url"), str) and extra["webhook_url"].startswith(("http://", "https://")):
+        return str(extra["webhook_url"])
+    if password.startswith(("http://", "https://")):
+        return password
+    if host and not host.startswith(("http://", "https://")):
+        scheme = conn.schema if getattr(conn, "schema", None) in ("http", "https") else "https"
+        host = f"{scheme}://{host}" + (f":{conn.port}" if getattr(conn, "port", None) else "")
+    if password:
+        return f"{(host or DEFAULT_SLACK_HOST).rstrip('/')}/{password.lstrip('/')}"
+    if host:
+        return host
+    raise ValueError(f"connection {conn.conn_id!r} has no webhook URL (password, host or extra.webhook_url)")
+
+
+_SCRUB = (
+    (re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]+@", re.IGNORECASE), r"\1<redacted>@"),  # user:pass@
+    (re.compile(r"(hooks\.slack\.com/services/)\S+"), r"\1<redacted>"),
+    (re.compile(r"\b(password|passwd|secret|token|api[_-]?key|access[_-]?key|sig)=[^\s&;,]+", re.IGNORECASE), r"\1=<redacted>"),
+)
+
+
+def _redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove known secrets and secret-looking fragments (URL credentials, key=value tokens)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    for pattern, replacement in _SCRUB:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _scrub(value: Any) -> Any:
+    """:func:`_redact` over every string of a JSON-able value (the file line, the log line)."""
+    if isinstance(value, str):
+        return _redact(value)
+    if isinstance(value, Mapping):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+# ---- channels ----------------------------------------------------------------------------------
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_payload(notification: Notification) -> dict[str, Any]:
+    icon = {"critical": ":rotating_light:", "warning": ":warning:"}.get(notification.severity, ":information_source:")
+    lines = [f"{icon} *{_slack_escape(notification.title)}*", _slack_escape(notification.text)]
+    for item in notification.items[:10]:
+        lines.append("• " + _slack_escape(" · ".join(str(v) for v in item.values() if v not in (None, ""))))
+    if notification.link:
+        lines.append(_slack_escape(f"Report: {notification.link}"))
+    text = "\n".join(line for line in lines if line)
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}]}
+
+
+def send_slack(conn: Any, notification: Notification) -> None:
+    url = slack_webhook_url(conn)
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(slack_payload(notification)).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        raise NotificationError(f"slack webhook answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise NotificationError(f"slack webhook unreachable: {_redact(str(reason), [url])}") from None
+
+
+def email_html(notification: Notification) -> str:
+    from html import escape
+
+    items = "".join(
+        "<li>" + escape(" · ".join(str(v) for v in item.values() if v not in (None, ""))) + "</li>"
+        for item in notification.items
+    )
+    link = f'<p>Report: {escape(notification.link)}</p>' if notification.link else ""
+    return (
+        f"<h2>{escape(notification.title)}</h2><p>{escape(notification.text)}</p>"
+        f"{'<ul>' + items + '</ul>' if items else ''}{link}"
+    )
+
+
+def send_email(conn: Any, notification: Notification, *, conn_id: str = SMTP_CONN_ID) -> None:
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    recipients = extra.get("to") or extra.get("recipients")
+    if isinstance(recipients, str):
+        recipients = [r.strip() for r in recipients.split(",") if r.strip()]
+    if not recipients:
+        raise NotificationError(f"connection {conn_id!r} has no recipients (extra 'to')")
+    subject = f"[{notification.severity.upper()}] {notification.title}"
+    with SmtpHook(smtp_conn_id=conn_id) as hook:
+        hook.send_email_smtp(
+            to=list(recipients),
+            subject=subject,
+            html_content=email_html(notification),
+            from_email=extra.get("from_email") or "runbooks@localhost",
+        )
+
+
+def _append(path: Path, record: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True, default=str) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # tasks of parallel runs append to the same file
+        try:
+            handle.write(line)
+            handle.flush()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def send(
+    notification: Notification,
+    *,
+    channels: Sequence[str] | None = None,
+    slack_conn_id: str = SLACK_CONN_ID,
+    smtp_conn_id: str = SMTP_CONN_ID,
+    path: Path | None = None,
+    logger: logging.Logger | Any = None,
+) -> dict[str, str]:
+    """Deliver ``notification`` to the log, the file and every configured channel.
+
+    ``channels`` limits the optional channels (``slack``, ``email``); None = every configured one.
+    Returns ``{"log": "sent", "file": "sent", "slack": "sent" | "not configured" | "disabled" |
+    "failed: ...", "email": ...}``. Raises :class:`NotificationError` when a configured channel failed.
+    """
+    logger = logger or log
+    results: dict[str, str] = {}
+    failures: list[str] = []
+    wanted = set(CHANNELS if channels is None else channels)
+    for channel, conn_id, sender in (
+        ("slack", slack_conn_id, lambda c: send_slack(c, notification)),
+        ("email", smtp_conn_id, lambda c: send_email(c, notification, conn_id=smtp_conn_id)),
+    ):
+        if channel not in wanted:
+            results[channel] = "disabled"
+            continue
+        conn = get_connection(conn_id)
+        if conn is None:
+            results[channel] = "not configured"
+            continue
+        secrets = [conn.password or ""]
+        try:
+            secrets.append(slack_webhook_url(conn) if channel == "slack" else "")
+        except ValueError:
+            pass
+        try:
+            sender(conn)
+            results[channel] = "sent"
+        except Exception as exc:  # noqa: BLE001 - recorded, then raised below after the other channels
+            message = _redact(f"{type(exc).__name__}: {exc}", secrets)
+            results[channel] = f"failed: {message}"
+            failures.append(f"{channel}: {message}")
+
+    summary = f"[notify] {notification.severity.upper()} {notification.title}: {notification.text}"
+    if notification.link:
+        summary += f" ({notification.link})"
+    level = logging.WARNING if notification.severity in ("warning", "critical") else logging.INFO
+    logger.log(level, "%s", _redact(summary))
+    results["log"] = "sent"
+
+    record = {
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **notification.to_dict(),
+        "channels": dict(results),
+    }
+    _append(path or notifications_path(), _scrub(record))
+    results["file"] = "sent"
+    if failures:
+        raise NotificationError("notification not delivered to " + "; ".join(failures))
+    return results
+
+
+# ---- the Airflow notifier ------------------------------------------------------------------------
+class RunbookNotifier(BaseNotifier):
+    """Airflow notifier for runbook callbacks (``on_failure_callback``, ``on_success_callback``...).
+
+    ``title``, ``text`` and ``link`` are Jinja templates rendered with the task context. Without a
+    title: ``<dag_id>: <task_id> <state>``.
+    """
+
+    template_fields = ("title", "text", "link")
+
+    def __init__(
+        self,
+        *,
+        title: str | None = None,
+        text: str = "",
+        severity: str = "info",
+        link: str | None = None,
+        channels: Sequence[str] | None = None,
+        slack_conn_id: str = SLACK_CONN_ID,
+        smtp_conn_id: str = SMTP_CONN_ID,
+    ) -> None:
+        super().__init__()
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
+        self.title = title
+        self.text = text
+        self.severity = severity
+        self.link = link
+        self.channels = channels
+        self.slack_conn_id = slack_conn_id
+        self.smtp_conn_id = smtp_conn_id
+
+    def build(self, context: Mapping[str, Any]) -> Notification:
+        dag = context.get("dag")
+        ti = context.get("ti") or context.get("task_instance")
+        dag_id = getattr(dag, "dag_id", None) or getattr(ti, "dag_id", None)
+        task_id = getattr(ti, "task_id", None)
+        state = getattr(ti, "state", None)
+        state_text = str(getattr(state, "value", state) or "")
+        title = self.title or " ".join(p for p in (f"{dag_id}:", task_id, state_text) if p and p != "None:")
+        fields: dict[str, Any] = {}
+        if state_text:
+            fields["state"] = state_text
+        exception = context.get("exception")
+        if exception is not None:
+            fields["error"] = f"{type(exception).__name__}: {exception}"[:500]
+        return Notification(
+            title=title or "runbook notification",
+            text=self.text or "",
+            severity=self.severity,
+            runbook=dag_id,
+            run_id=context.get("run_id") or getattr(ti, "run_id", None),
+            task_id=task_id,
+            link=self.link,
+            fields=fields,
+        )
+
+    def notify(self, context: Any) -> None:
+        send(
+            self.build(context),
+            channels=self.channels,
+            slack_conn_id=self.slack_conn_id,
+            smtp_conn_id=self.smtp_conn_id,
+            logger=self.log,
+        )
+
+
+# ---- new findings --------------------------------------------------------------------------------
+def new_findings_to_notify(findings: Iterable[Any], severities: Sequence[str] = NOTIFY_SEVERITIES) -> list[Any]:
+    """Failing findings first seen in this scan with one of ``severities`` (Finding objects or dicts)."""
+    from include.compliance.model import SEVERITIES as FINDING_SEVERITIES
+    from include.compliance.model import Finding
+
+    items = [f if isinstance(f, Finding) else Finding.from_dict(dict(f)) for f in findings]
+    chosen = [f for f in items if f.status == "fail" and f.lifecycle == "new" and f.severity in severities]
+    return sorted(chosen, key=lambda f: (FINDING_SEVERITIES.index(f.severity), f.rule_id, f.resource_id))
+
+
+def findings_notification(
+    new: Sequence[Any], *, scan_id: str | None = None, report_url: str | None = None, top: int = 10,
+    runbook: str | None = "compliance_scan", run_id: str | None = None,
+) -> Notification:
+    counts: dict[str, int] = {}
+    for f in new:
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+    breakdown = ", ".join(f"{n} {s}" for s, n in counts.items())
+    clouds = sorted({f.cloud for f in new})
+    return Notification(
+        title=f"{len(new)} new critical/high compliance finding{'s' if len(new) != 1 else ''}",
+        text=f"{breakdown} in {', '.join(clouds)}" + (f" (scan {scan_id})" if scan_id else "") + ".",
+        severity="critical" if counts.get("critical") else "warning",
+        runbook=runbook,
+        run_id=run_id,
+        link=report_url,
+        items=[
+            {"severity": f.severity, "rule": f.rule_id, "resource": f.resource_name or f.resource_id,
+             "where": f"{f.cloud}/{f.target}/{f.region}", "finding_id": f.finding_id}
+            for f in new[:top]
+        ],
+        fields={"count": len(new), "by_severity": counts, "scan_id": scan_id},
+    )
+
+
+class FindingsNotifier(RunbookNotifier):
+    """Notifier for the new critical/high findings of a scan (see :func:`notify_new_findings`)."""
+
+    def __init__(
+        self,
+        findings: Iterable[Any],
+        *,
+        scan_id: str | None = None,
+        report_url: str | None = None,
+        severities: Sequence[str] = NOTIFY_SEVERITIES,
+        top: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.new = new_findings_to_notify(findings, severities)
+        self.scan_id = scan_id
+        self.report_url = report_url
+        self.top = top
+        self.last_result: dict[str, str] = {}
+
+    def build(self, context: Mapping[str, Any]) -> Notification:
+        base = super().build(context)
+        return findings_notification(
+            self.new, scan_id=self.scan_id, report_url=self.report_url or self.link, top=self.top,
+            runbook=base.runbook or "compliance_scan", run_id=base.run_id,
+        )
+
+    def notify(self, context: Any) -> None:
+        self.deliver(context, logger=self.log)
+
+    def deliver(self, context: Mapping[str, Any], *, logger: logging.Logger | Any = None) -> dict[str, str]:
+        """Send when there is something new; ``{}`` (and a log line) when there is not."""
+        logger = logger or log
+        if not self.new:
+            logger.info("[notify] no new critical/high findings%s", f" in scan {self.scan_id}" if self.scan_id else "")
+            self.last_result = {}
+            return {}
+        self.last_result = send(
+            self.build(context),
+            channels=self.channels,
+            slack_conn_id=self.slack_conn_id,
+            smtp_conn_id=self.smtp_conn_id,
+            logger=logger,
+        )
+        return self.last_result
+
+
+def notify_new_findings(
+    findings: Iterable[Any] | str | Path,
+    *,
+    scan_id: str | None = None,
+    report_url: str | None = None,
+    reports: Mapping[str, str] | None = None,
+    severities: Sequence[str] = NOTIFY_SEVERITIES,
+    top: int = 10,
+    context: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Notify only NEW failing findings of the given severities (count, top items, report link).
+
+    ``findings``: Finding objects, their dicts, or the path of a saved scan (``findings.json`` with
+    ``scan_id`` and ``findings``). ``reports``: the result of ``reports.write_all`` / ``write_scan``;
+    its ``html`` is the link when ``report_url`` is not given. Call it from a task (``context`` = the
+    task context, optional). Returns ``{"notified": bool, "count": int, "channels": {...}}``.
+    """
+    if isinstance(findings, (str, Path)):
+        document = json.loads(Path(findings).read_text())
+        scan_id = scan_id or document.get("scan_id")
+        findings = document.get("findings", [])
+    if report_url is None and reports:
+        report_url = reports.get("html")
+    notifier = FindingsNotifier(
+        findings, scan_id=scan_id, report_url=report_url, severities=severities, top=top, **kwargs
+    )
+    # Called from task code: the module logger reaches the task log (stdlib logging is routed there).
+    channels = notifier.deliver(dict(context or {}), logger=log)
+    return {"notified": bool(notifier.new), "count": len(notifier.new), "channels": channels}
