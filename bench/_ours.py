@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 T0 = time.perf_counter()
@@ -38,10 +38,9 @@ def _targets(names: list[str], regions: list[str]) -> list[Any]:
 
 def inventory(args: argparse.Namespace) -> dict[str, Any]:
     from include.inventory.collect import collect_target
+    from include.inventory.registry import listers_for
     from include.inventory.store import publish, staging_path, write_jsonl
     from include.targets import load_targets
-
-    from include.inventory.registry import listers_for
 
     config = load_targets()
     targets = _targets(args.targets, args.regions)
@@ -50,7 +49,7 @@ def inventory(args: argparse.Namespace) -> dict[str, Any]:
         listers_for(cloud)  # imports the cloud's SDK module now, so "work" below excludes imports
     imported = time.perf_counter()
     rss_imported = _rss()
-    run_id = f"bench__{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    run_id = f"bench__{datetime.now(UTC):%Y%m%dT%H%M%S}"
     summaries, staged, per_target = [], [], {}
     for target in targets:
         started = time.perf_counter()
@@ -111,7 +110,7 @@ def scan(args: argparse.Namespace) -> dict[str, Any]:
     rss_imported = _rss()
     result = collect_target(target, max_workers=config.concurrency(target), services=services)
     collected = time.perf_counter()
-    findings = run_scan(result.records, [target], now=datetime.now(timezone.utc), rules=rules)
+    findings = run_scan(result.records, [target], now=datetime.now(UTC), rules=rules)
     scanned = time.perf_counter()
     with open(args.findings, "w") as out:
         json.dump([f.to_dict() for f in findings], out)
@@ -131,7 +130,7 @@ def scan(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
+    split = lambda text: [x for x in text.split(",") if x]
     inv = sub.add_parser("inventory")
     inv.add_argument("--targets", type=split, default=[])
     inv.add_argument("--services", type=split, default=[])

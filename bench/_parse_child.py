@@ -29,7 +29,11 @@ from pathlib import Path
 
 def _one(file: Path, bundle: Path, log: object) -> dict[str, object]:
     from airflow.dag_processing import processor
-    from airflow.dag_processing.processor import DagFileParseRequest, _parse_file, _pre_import_airflow_modules
+    from airflow.dag_processing.processor import (
+        DagFileParseRequest,
+        _parse_file,
+        _pre_import_airflow_modules,
+    )
 
     # Time the serialization step on its own by wrapping the processor's module-level helper.
     serialize = processor._serialize_dags
@@ -85,10 +89,9 @@ def main(argv: list[str]) -> int:
         jobs.append((Path(file).resolve(), Path(bundle).resolve()))
 
     t_start = time.perf_counter()
+    import airflow.dag_processing.processor  # noqa: F401 - the manager's state before it forks
     import psutil
     import structlog
-
-    import airflow.dag_processing.processor  # noqa: F401 - the manager's state before it forks
 
     log = structlog.get_logger(logger_name="bench.parse")
     manager_rss = psutil.Process().memory_info().rss

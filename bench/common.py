@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +130,7 @@ def run_measured(
     env: Mapping[str, str] | None = None,
     cwd: Path | str | None = None,
     timeout: float = 1800.0,
-    poll_interval: float = 0.05,
+    poll_interval: float = 0.25,
     capture: bool = True,
 ) -> Measurement:
     """Run ``argv`` to completion; return its wall time, peak RSS (kernel and polled) and output.
@@ -138,38 +138,35 @@ def run_measured(
     The child runs in its own session so that a timeout stops it and everything it started, and
     nothing else. Output goes to temporary files (a pipe could block a chatty peer).
     """
-    out = tempfile.TemporaryFile(mode="w+b")
-    err = tempfile.TemporaryFile(mode="w+b")
-    started = time.perf_counter()
-    proc = subprocess.Popen(  # noqa: S603 - argv built by the harness
-        list(argv),
-        env=dict(env) if env is not None else None,
-        cwd=str(cwd) if cwd else None,
-        stdout=out if capture else None,
-        stderr=err if capture else None,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    stop = threading.Event()
-    peak = [0]
-    poller = threading.Thread(target=_poll_tree, args=(proc.pid, stop, peak, poll_interval), daemon=True)
-    poller.start()
-    timer = threading.Timer(timeout, _kill_group, args=(proc.pid,))
-    timer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-        stop.set()
-    wall = time.perf_counter() - started
-    poller.join(timeout=2)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    err.seek(0)
-    stdout = out.read().decode("utf-8", "replace")
-    stderr = err.read().decode("utf-8", "replace")
-    out.close()
-    err.close()
+    with tempfile.TemporaryFile(mode="w+b") as out, tempfile.TemporaryFile(mode="w+b") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            list(argv),
+            env=dict(env) if env is not None else None,
+            cwd=str(cwd) if cwd else None,
+            stdout=out if capture else None,
+            stderr=err if capture else None,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        stop = threading.Event()
+        peak = [0]
+        poller = threading.Thread(target=_poll_tree, args=(proc.pid, stop, peak, poll_interval), daemon=True)
+        poller.start()
+        timer = threading.Timer(timeout, _kill_group, args=(proc.pid,))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+            stop.set()
+        wall = time.perf_counter() - started
+        poller.join(timeout=2)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
     return Measurement(
         argv=list(argv),
         wall_s=wall,
@@ -291,7 +288,7 @@ def mib(value: float) -> float:
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on (they are only comparable within one run)."""
     info: dict[str, Any] = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cores": os.cpu_count(),
@@ -414,7 +411,7 @@ def ensure_tool_venv(name: str, requirements: Sequence[str], script: str) -> Pat
 
 def tool_version(tool: Path, *args: str) -> str:
     try:
-        done = subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unknown ({exc})"
     return (done.stdout or done.stderr).strip().splitlines()[-1] if (done.stdout or done.stderr) else "unknown"

@@ -95,14 +95,14 @@ def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         "# DAG parse time (dag-processor code path) vs an empty DAG",
         "",
-        f"Measured {meta['machine']['date']} on {meta['machine']['cores']} cores (shared: figures are noisy), "
+        (f"Measured {meta['machine']['date']} on {meta['machine']['cores']} cores (shared: figures are noisy), "
         f"{meta['repeats']} repeats per file, round-robin, one forked processor per parse. "
-        f"Manager start-up (untimed): {meta['manager_imports_s']:.1f} s.",
+        f"Manager start-up (untimed): {meta['manager_imports_s']:.1f} s."),
         "",
         f"Command: `{meta['command']}`",
         "",
-        "| file | DAGs | median s [min-max] | pre-import s | execute file s | serialize s | ratio to empty "
-        "| RSS growth MiB | modules imported |",
+        ("| file | DAGs | median s [min-max] | pre-import s | execute file s | serialize s | ratio to empty "
+        "| RSS growth MiB | modules imported |"),
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:

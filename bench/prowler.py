@@ -22,7 +22,6 @@ import csv
 import fnmatch
 import io
 import json
-import re
 import sys
 import tempfile
 import time
@@ -167,23 +166,35 @@ def parse_csv(text: str) -> list[ProwlerResult]:
     ]
 
 
-_LOG_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}) ")
+def _log_records(log_text: str) -> list[tuple[float, str, str]]:
+    """(epoch, level, message) of every line of Prowler's ``--log-file`` (JSON lines)."""
+    records = []
+    for line in log_text.splitlines():
+        try:
+            item = json.loads(line)
+            stamp = datetime.strptime(item["timestamp"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue
+        records.append((stamp, str(item.get("level", "")), str(item.get("message", ""))))
+    return records
 
 
 def prowler_phase_times(log_text: str, marker: str = "Initializing AWS provider") -> tuple[float, float] | None:
     """(epoch of ``marker``, epoch of the last log line) from Prowler's ``--log-file``; None if absent."""
-    start = end = None
-    for line in log_text.splitlines():
-        found = _LOG_TIME.match(line)
-        if not found:
-            continue
-        stamp = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        if start is None and marker in line:
-            start = stamp
-        end = stamp
-    if start is None or end is None:
+    records = _log_records(log_text)
+    start = next((stamp for stamp, _, message in records if marker in message), None)
+    if start is None:
         return None
-    return start, end
+    return start, records[-1][0]
+
+
+def prowler_log_errors(log_text: str) -> list[str]:
+    """ERROR / CRITICAL messages of the log, de-duplicated, in order."""
+    seen: dict[str, None] = {}
+    for _, level, message in _log_records(log_text):
+        if level in ("ERROR", "CRITICAL"):
+            seen.setdefault(message[:300], None)
+    return list(seen)
 
 
 # ---- pairing verdicts ------------------------------------------------------------------------------
@@ -255,7 +266,7 @@ def our_verdicts(findings: Iterable[Mapping[str, Any]], entries: Sequence[MapEnt
     verdicts = {}
     for key, items in grouped.items():
         statuses = {str(f["status"]).lower() for f in items}
-        status = "fail" if "fail" in statuses else ("pass" if "pass" in statuses else sorted(statuses)[0])
+        status = "fail" if "fail" in statuses else ("pass" if "pass" in statuses else min(statuses))
         verdicts[key] = {
             "status": status,
             "resource": items[0]["resource_id"],
@@ -379,7 +390,7 @@ def run_prowler(tool: Path, emulators: emulators_mod.Emulators, work: Path, chec
     results = parse_ocsf(ocsf.read_text())
     log_text = log_file.read_text() if log_file.exists() else ""
     phases = prowler_phase_times(log_text)
-    errors = [line for line in log_text.splitlines() if " ERROR: " in line or " CRITICAL: " in line]
+    errors = prowler_log_errors(log_text)
     sample = work / f"prowler-sample-{tag}.json"
     sample.write_text(json.dumps(json.loads(ocsf.read_text())[:3], indent=1))
     return {
@@ -406,12 +417,12 @@ def render(meta: dict[str, Any], estates: dict[str, dict[str, Any]]) -> str:
     lines = [
         "# Compliance scan vs Prowler: time, memory, verdict differences",
         "",
-        f"Measured {meta['machine']['date']} on {meta['machine']['cores']} cores shared with other work "
+        (f"Measured {meta['machine']['date']} on {meta['machine']['cores']} cores shared with other work "
         f"(load average at start {meta['machine']['load_average_at_start']}): single figures are noisy; "
-        f"each side ran {meta['repeats']} time(s) per estate, each run its own process.",
+        f"each side ran {meta['repeats']} time(s) per estate, each run its own process."),
         "",
-        f"Command: `{meta['command']}`  ·  {meta['prowler_version']} in `bench/.venv-prowler`  ·  "
-        f"{len(meta['rules'])} rule pairs, {len(meta['checks'])} Prowler checks, region {REGION}",
+        (f"Command: `{meta['command']}`  ·  {meta['prowler_version']} in `bench/.venv-prowler`  ·  "
+        f"{len(meta['rules'])} rule pairs, {len(meta['checks'])} Prowler checks, region {REGION}"),
         "",
         "## Time and memory (ours = collect_target on the AWS target + scan; Prowler = `prowler aws`)",
         "",
@@ -479,31 +490,39 @@ def _estate_section(label: str, data: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_diff(estates: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
-    """``prowler-diff.md``: every differing (resource, check), one line each, with its explanation."""
+def render_diff(estates: Mapping[str, Mapping[str, Any]], meta: Mapping[str, Any], each: int = 12) -> str:
+    """``prowler-diff.md``: every differing (resource, check) with its explanation. A group of more than
+    ``each`` rows with the same rule, verdicts and explanation is shown as one line with its count."""
     lines = [
         "# Verdict differences: ours vs Prowler",
         "",
-        f"{meta['prowler_version']}, region {REGION}, measured {meta['machine']['date']}. One line per (rule, "
-        "resource) where the verdicts differ or only one side evaluated the resource. Explanations come from "
-        "reading both rule implementations and the emulator's answers (see `bench/prowler_map.yaml`).",
+        (f"{meta['prowler_version']}, region {REGION}, measured {meta['machine']['date']} with "
+        f"`{meta['command']}`. One line per (rule, resource) where the verdicts differ or only one side "
+        "evaluated the resource (`none`). Explanations were found by reading both implementations and the "
+        "emulator's answers; they live in `bench/prowler_map.yaml` (`explanations:`)."),
         "",
     ]
     for label, data in estates.items():
-        rows = data["comparison"]["rows"]
-        lines += [f"## {label} ({len(rows)} differences)", ""]
-        if len(rows) > 400:
-            lines += ["Too many to list one by one: grouped (full list in prowler.json).", "",
-                      "| rule | ours | Prowler | count | examples | explanation |", "|---|---|---|---:|---|---|"]
-            for g in data["comparison"]["groups"]:
-                lines.append(f"| {g['rule']} | {g['ours']} | {g['prowler']} | {g['count']} | "
-                             f"{', '.join(g['examples'][:3])} | {g['explanation']} |")
-        else:
-            lines += ["| resource | our rule | Prowler check | ours | Prowler | explanation |",
-                      "|---|---|---|---|---|---|"]
-            for r in rows:
-                lines.append(f"| `{r['resource']}` | {r['rule']} | {r['prowler_checks']} | {r['ours']} | "
-                             f"{r['prowler']} | {r['explanation']} |")
+        comparison = data["comparison"]
+        rows = comparison["rows"]
+        lines += [
+            (f"## {label}: {len(rows)} differences "
+            f"({comparison['agree']} of {comparison['pairs']} (rule, resource) pairs agree)"),
+            "",
+            "| resource | our rule | Prowler check | ours | Prowler | explanation |",
+            "|---|---|---|---|---|---|",
+        ]
+        groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault((row["rule"], row["ours"], row["prowler"], row["explanation"]), []).append(row)
+        for (rule, ours, theirs, why), items in groups.items():
+            if len(items) > each:
+                examples = ", ".join(f"`{r['resource']}`" for r in items[:3])
+                lines.append(f"| {len(items)} resources, e.g. {examples} | {rule} | {items[0]['prowler_checks']} | "
+                             f"{ours} | {theirs} | {why} |")
+                continue
+            for r in items:
+                lines.append(f"| `{r['resource']}` | {rule} | {r['prowler_checks']} | {ours} | {theirs} | {why} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -22,7 +22,6 @@ website, logging, notification, lifecycle).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -114,7 +113,7 @@ def seed(env: dict[str, str]) -> dict[str, Any]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "include.estate.seed"], env=env, cwd=PROJECT_ROOT,
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, check=False,
     )
     if done.returncode != 0:
         raise BenchError(f"seeding failed:\n{(done.stderr or done.stdout)[-3000:]}")
@@ -241,10 +240,10 @@ def render(meta: dict[str, Any], estates: dict[str, dict[str, Any]]) -> str:
     lines = [
         "# Inventory: wall time and peak memory (seeded and scale estates) vs Cloud Custodian",
         "",
-        f"Measured {meta['machine']['date']} on {meta['machine']['cores']} cores, shared with other work "
+        (f"Measured {meta['machine']['date']} on {meta['machine']['cores']} cores, shared with other work "
         f"(load average at start {meta['machine']['load_average_at_start']}): treat single figures as noisy, "
         "compare ratios within this run. Median [min-max] of "
-        f"{meta['repeats']} (seeded) / {meta['scale_repeats']} (scale) runs; each run is its own process.",
+        f"{meta['repeats']} (seeded) / {meta['scale_repeats']} (scale) runs; each run is its own process."),
         "",
         f"Command: `{meta['command']}`  ·  Custodian {meta['c7n_version']} in `bench/.venv-c7n`",
         "",

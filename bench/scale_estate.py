@@ -31,7 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from include.estate.emulators import AZURITE_ACCOUNT, AZURITE_API_VERSION, AZURITE_KEY, GCP_LOCAL_PROJECT, Emulators
+from include.estate.emulators import (
+    AZURITE_ACCOUNT,
+    AZURITE_API_VERSION,
+    AZURITE_KEY,
+    GCP_LOCAL_PROJECT,
+    Emulators,
+)
 
 REGION = "us-east-1"
 BUCKET_PREFIX = "bench-scale-"

@@ -41,8 +41,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, get_current_context, task
+
+from include.approval import RecordedApprovalOperator
 
 #: How long a human has to answer; no answer = the safe outcome (Reject).
 APPROVAL_TIMEOUT = timedelta(hours=12)
@@ -101,7 +102,7 @@ _FINDING_ID = r"^(aws|gcp|azure)_[a-z0-9_]+:[0-9a-f]{16}$"
     },
 )
 def remediate_findings() -> None:
-    @task
+    @task(multiple_outputs=False)
     def resolve_targets(params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Validate the request and resolve it to (fixer, resource) pairs; nothing is called yet."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -120,7 +121,7 @@ def remediate_findings() -> None:
                   f"{', '.join(entry.finding_ids) or '-'})")
         return {"request": request.to_dict(), "entries": runner.to_dicts(entries)}
 
-    @task
+    @task(multiple_outputs=False)
     def plan_changes(resolved: dict[str, Any]) -> dict[str, Any]:
         """Read every resource and compute its exact change (reads only, also in a dry run)."""
         from include.compliance.remediation import runner
@@ -147,7 +148,7 @@ def remediate_findings() -> None:
         return path
 
     # The report tasks fail with AirflowFailException (no retry): a result does not change by retrying.
-    @task
+    @task(multiple_outputs=False)
     def report_plan(planned: dict[str, Any]) -> dict[str, Any]:
         """Write the plan as the run's result; fail when a resource could not be planned."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -171,7 +172,7 @@ def remediate_findings() -> None:
             )
         return {"status": status, "path": str(path), "totals": result["totals"]}
 
-    approve_changes = ApprovalOperator(
+    approve_changes = RecordedApprovalOperator(  # Airflow's ApprovalOperator + the decision in XCom
         task_id="approve_changes",
         subject="{{ ti.xcom_pull(task_ids='plan_changes', key='approval_subject') }}",
         body="{{ ti.xcom_pull(task_ids='plan_changes', key='approval_body') }}",
@@ -184,7 +185,7 @@ def remediate_findings() -> None:
         doc_md="Approve to apply exactly the planned changes listed in the request; Reject changes nothing.",
     )
 
-    @task
+    @task(multiple_outputs=False)
     def apply_changes(planned: dict[str, Any]) -> dict[str, Any]:
         """Apply each approved change on its own; failures are recorded, the others still run."""
         from airflow.sdk.exceptions import AirflowFailException
@@ -193,7 +194,8 @@ def remediate_findings() -> None:
 
         context = get_current_context()
         try:  # defence in depth: the approval task skips this one on Reject; never apply without Approve
-            approver = runner.approval_of(context["ti"].xcom_pull(task_ids="approve_changes"), require_approved=True)
+            decision = context["ti"].xcom_pull(task_ids="approve_changes", key="decision")
+            approver = runner.approval_of(decision, require_approved=True)
         except runner.RemediationError as exc:
             raise AirflowFailException(str(exc)) from None
         request = runner.Request(**planned["request"])
@@ -204,7 +206,7 @@ def remediate_findings() -> None:
                   + (f": {entry.apply_error}" if entry.apply_error else ""))
         return {"request": planned["request"], "entries": runner.to_dicts(entries), "approver": approver}
 
-    @task
+    @task(multiple_outputs=False)
     def verify_changes(applied: dict[str, Any]) -> dict[str, Any]:
         """Re-read every resource: fixed or not fixed."""
         from include.compliance.remediation import runner
@@ -215,7 +217,7 @@ def remediate_findings() -> None:
                                 audit=runner.audit_context(context, request, approver=applied.get("approver")))
         return {**applied, "entries": runner.to_dicts(entries)}
 
-    @task(trigger_rule="all_done")
+    @task(trigger_rule="all_done", multiple_outputs=False)
     def report(verified: dict[str, Any] | None) -> dict[str, Any]:
         """Write result.json; fail listing every failed / not fixed resource. A rejection ends green."""
         from include.compliance.remediation import runner

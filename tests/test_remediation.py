@@ -16,17 +16,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from include.audit import AuditContext, AuditRecord, read_audit, redact, scrub, write_audit
+from include.audit import (
+    AuditContext,
+    AuditRecord,
+    read_audit,
+    redact,
+    scrub,
+    write_audit,
+)
 from include.compliance.remediation import runner
-from include.compliance.remediation.registry import RemediationError, all_fixers, get_fixer, permissions_for
-from include.records import ResourceRecord
+from include.compliance.remediation.registry import (
+    RemediationError,
+    all_fixers,
+    get_fixer,
+    permissions_for,
+)
 from include.estate.emulators import AZURITE_KEY
+from include.records import ResourceRecord
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AWS, GCP, AZURE = "aws_estate", "gcp_estate", "azure_estate"
@@ -66,6 +78,12 @@ def blob_service() -> Any:
 
 def _code(exc: BaseException) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _client_error() -> type[Exception]:
+    from botocore.exceptions import ClientError
+
+    return ClientError
 
 
 # ---- non-compliant resources --------------------------------------------------------------------------
@@ -126,7 +144,7 @@ def make_container(name: str, public: str | None = "blob", metadata: dict[str, s
 def pab_state(name: str) -> dict[str, bool]:
     try:
         return dict(s3().get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"])
-    except Exception as exc:
+    except _client_error() as exc:
         assert _code(exc) == "NoSuchPublicAccessBlockConfiguration"
         return {}
 
@@ -134,7 +152,7 @@ def pab_state(name: str) -> dict[str, bool]:
 def encryption_state(name: str) -> dict[str, Any]:
     try:
         rule = s3().get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"][0]
-    except Exception as exc:
+    except _client_error() as exc:
         assert _code(exc) == "ServerSideEncryptionConfigurationNotFoundError"
         return {}
     return dict(rule["ApplyServerSideEncryptionByDefault"])
@@ -150,8 +168,8 @@ def retention_state(name: str) -> int:
 
 def s3_tags(name: str) -> dict[str, str]:
     try:
-        return {t["Key"]: t["Value"] for t in s3().get_bucket_tagging(Bucket=name)["TagSet"]}
-    except Exception as exc:
+        return {t["Key"]: t.get("Value", "") for t in s3().get_bucket_tagging(Bucket=name)["TagSet"]}
+    except _client_error() as exc:
         assert _code(exc) == "NoSuchTagSet"
         return {}
 
@@ -211,7 +229,7 @@ def scan(records: list[ResourceRecord], rules: list[str]) -> list[Any]:
     from include.compliance.engine import scan as engine_scan
     from include.targets import load_targets
 
-    return engine_scan(records, load_targets(), now=datetime.now(timezone.utc), rules=rules)
+    return engine_scan(records, load_targets(), now=datetime.now(UTC), rules=rules)
 
 
 def statuses(findings: list[Any], resource_id: str) -> dict[str, str]:
@@ -405,7 +423,7 @@ def _save_scan(records: list[ResourceRecord], rules: list[str]) -> list[Any]:
     from include.compliance.store import save_scan
 
     findings = scan(records, rules)
-    save_scan(findings, scanned_at=datetime.now(timezone.utc))
+    save_scan(findings, scanned_at=datetime.now(UTC))
     return [f for f in findings if f.status == "fail"]
 
 
@@ -587,14 +605,37 @@ def test_dag_wiring_and_approval_gate(dag: Any) -> None:
     assert "## Steps" in dag.doc_md and "**Owner:**" in dag.doc_md
 
 
-def test_approval_response_handling() -> None:
-    approve = {"chosen_options": ["Approve"], "responded_by_user": {"id": "u1", "name": "carol"}}
-    assert runner.approval_of(approve, require_approved=True) == "carol"
+def test_approval_decision_recorded_and_enforced() -> None:
+    from include.approval import RecordedApprovalOperator, decision_from_event
+
+    at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    approved = decision_from_event({"chosen_options": ["Approve"], "params_input": {}, "responded_at": at,
+                                    "responded_by_user": {"id": "u1", "name": "carol"}})
+    assert approved == {"chosen_options": ["Approve"], "approved": True, "responded_by": "carol",
+                        "responded_at": "2026-11-28T12:00:00+00:00", "timed_out": False}
+    timeout = decision_from_event({"chosen_options": ["Reject"], "params_input": {}, "responded_at": at,
+                                   "responded_by_user": None, "timedout": True})
+    assert timeout["approved"] is False and timeout["responded_by"] is None and timeout["timed_out"] is True
+    assert runner.approval_of(approved, require_approved=True) == "carol"
     with pytest.raises(RemediationError, match="not approved"):
-        runner.approval_of({"chosen_options": ["Reject"], "responded_by_user": None}, require_approved=True)
+        runner.approval_of(timeout, require_approved=True)
     with pytest.raises(RemediationError, match="no approval"):
         runner.approval_of(None, require_approved=True)
-    assert runner.approval_of({"chosen_options": ["Reject"], "responded_by_user": None}) is None
+    assert runner.approval_of(timeout) is None
+
+    # the decision is pushed before the stock operator skips downstream tasks on Reject
+    pushed: dict[str, Any] = {}
+
+    class FakeTI:
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    op = RecordedApprovalOperator(task_id="approve", subject="s")  # no downstream: nothing to skip
+    result = op.execute_complete({"ti": FakeTI(), "task": op}, {
+        "chosen_options": ["Reject"], "params_input": {}, "responded_at": at,
+        "responded_by_user": {"id": "u2", "name": "dave"}})
+    assert result["chosen_options"] == ["Reject"]
+    assert pushed["decision"]["responded_by"] == "dave" and pushed["decision"]["approved"] is False
 
 
 # ---- end to end through Airflow (dag.test in a child process, killed on timeout) -------------------------
@@ -630,34 +671,58 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     raise AssertionError(f"dag.test gave no result (exit {proc.returncode}):\n{output[-4000:]}")
 
 
-def _answer_approval(option: str, user: str, deadline: float) -> str:
-    """Wait until approve_changes is awaiting input, then answer it the way the REST API does."""
-    from sqlalchemy import select
-
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+def _wait_for_approval_request(deadline: float) -> str:
+    """The run id once approve_changes is parked in awaiting_input."""
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
 
     while time.monotonic() < deadline:
         with create_session() as session:
             ti = session.scalar(select(TaskInstance).where(
                 TaskInstance.dag_id == "remediate_findings", TaskInstance.task_id == "approve_changes",
                 TaskInstance.state == TaskInstanceState.AWAITING_INPUT))
-            run_id = ti.run_id if ti is not None else None
-        if run_id:
-            time.sleep(2.5)  # Airflow 3.3.2: an answer within ~1 s of waiting can fail the task
-            with create_session() as session:
-                update_hitl_detail(
-                    dag_id="remediate_findings", dag_run_id=run_id, task_id="approve_changes",
-                    update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option], params_input={}),
-                    user=SimpleAuthManagerUser(username=user, role="user"), session=session, map_index=-1,
-                )
-            return run_id
+            if ti is not None:
+                return str(ti.run_id)
         time.sleep(0.5)
     raise AssertionError("approve_changes never reached awaiting_input")
+
+
+def _answer_approval(run_id: str, option: str, user: str) -> None:
+    """Answer through the REST API's own handler (PATCH .../hitlDetails), as a signed-in user would."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+    from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    from airflow.utils.session import create_session
+
+    time.sleep(2.5)  # Airflow 3.3.2: an answer within ~1 s of waiting can fail the task
+    with create_session() as session:
+        update_hitl_detail(
+            dag_id="remediate_findings", dag_run_id=run_id, task_id="approve_changes",
+            update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option], params_input={}),
+            user=SimpleAuthManagerUser(username=user, role="user"), session=session, map_index=-1,
+        )
+
+
+def _let_approval_time_out(run_id: str) -> None:
+    """Move the response deadline into the past and run the scheduler's own timeout sweep once."""
+    from datetime import timedelta
+
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    time.sleep(2.5)
+    with create_session() as session:
+        ti = session.scalar(select(TaskInstance).where(
+            TaskInstance.dag_id == "remediate_findings", TaskInstance.run_id == run_id,
+            TaskInstance.task_id == "approve_changes"))
+        assert ti.trigger_timeout is not None, "approve_changes has no response deadline"
+        ti.trigger_timeout = datetime.now(UTC) - timedelta(seconds=1)
+    SchedulerJobRunner(job=Job()).check_awaiting_input_timeouts()
 
 
 @pytest.mark.slow
@@ -679,7 +744,7 @@ def test_dag_dry_run_plans_and_changes_nothing(clean_clouds: Any, data_dir: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("option", ["Approve", "Reject"])
+@pytest.mark.parametrize("option", ["Approve", "Reject", "timeout"])
 def test_dag_approval_path(option: str, clean_clouds: Any, data_dir: Path, airflow_db: Path) -> None:
     make_bucket("dag-hitl")
     make_container("dag-hitl-c", "blob")
@@ -689,7 +754,11 @@ def test_dag_approval_path(option: str, clean_clouds: Any, data_dir: Path, airfl
     started = time.monotonic()
     proc = _start_dag({"finding_ids": ids, "dry_run": False, "reason": f"test {option}"})
     try:
-        run_id = _answer_approval(option, "approver", deadline=time.monotonic() + 240)
+        run_id = _wait_for_approval_request(deadline=time.monotonic() + 240)
+        if option == "timeout":
+            _let_approval_time_out(run_id)
+        else:
+            _answer_approval(run_id, option, "approver")
     except BaseException:
         proc.kill()
         raise
@@ -698,20 +767,20 @@ def test_dag_approval_path(option: str, clean_clouds: Any, data_dir: Path, airfl
     assert result["run_id"] == run_id
     assert result["state"] == "success", result["output"][-4000:]
     tasks = result["tasks"]
-    Path(os.environ["RUNBOOKS_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    (Path(os.environ["RUNBOOKS_DATA_DIR"]) / "dag-test-output.txt").write_text(result["output"])
-    print(tasks)
     assert tasks["approve_changes"] == "success" and tasks["report_plan"] == "skipped"
     saved = json.loads(runner.result_path(run_id).read_text())
     trail = read_audit(run_id=run_id)
+    assert {r.outcome for r in trail if r.step == "plan"} == {"skipped"}
     if option == "Approve":
         assert {tasks[t] for t in ("apply_changes", "verify_changes", "report")} == {"success"}
         assert saved["status"] == "fixed" and saved["approver"] == "approver" and saved["totals"]["fixed"] == 2
         assert versioning_state("dag-hitl") == "Enabled" and container_state("dag-hitl-c")["public"] is None
         assert {r.approver for r in trail if r.step in ("apply", "verify")} == {"approver"}
         assert sorted(r.outcome for r in trail if r.step == "apply") == ["changed", "changed"]
-    else:
+    else:  # Reject, or no answer before the timeout: the safe outcome, nothing changes
         assert tasks["apply_changes"] == tasks["verify_changes"] == "skipped" and tasks["report"] == "success"
-        assert saved["status"] == "rejected"
+        assert saved["status"] == "rejected" and saved["decision"]["timed_out"] is (option == "timeout")
+        assert saved["approver"] == (None if option == "timeout" else "approver")
         assert versioning_state("dag-hitl") is None and container_state("dag-hitl-c")["public"] == "blob"
-        assert [r.step for r in trail if r.step not in ("plan",)] == ["approve"]
+        (decision,) = [r for r in trail if r.step != "plan"]
+        assert decision.step == "approve" and decision.outcome == "skipped"

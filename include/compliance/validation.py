@@ -32,7 +32,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -431,20 +431,14 @@ def validate_inventory(
         if renderer != "gx-data-docs":
             own = out / "validation.html"
             own.write_text(render_html(summary))
-            summary = _replace(summary, html_path=str(own))
+            summary = replace(summary, html_path=str(own))
         (out / "validation.json").write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True, default=str))
     return summary
 
 
 def _with_docs_page(result: SuiteResult, docs_dir: Path) -> SuiteResult:
     pages = sorted((docs_dir / "validations" / result.suite).glob("**/*.html")) if not result.skipped else []
-    return _replace(result, docs_page=str(pages[-1]) if pages else None)
-
-
-def _replace(obj: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(obj, **changes)
+    return replace(result, docs_page=str(pages[-1]) if pages else None)
 
 
 # ---- own rendering (used by report.html, and standalone when Data Docs cannot be built) -----------------

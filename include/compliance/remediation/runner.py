@@ -580,17 +580,19 @@ def audit_context(context: Mapping[str, Any], request: Request, approver: str | 
     )
 
 
-def approval_of(response: Mapping[str, Any] | None, *, require_approved: bool = False) -> str | None:
-    """Who answered the approval task (None: nobody, e.g. the timeout default), checking it was Approve."""
-    if not response:
+def approval_of(decision: Mapping[str, Any] | None, *, require_approved: bool = False) -> str | None:
+    """Who answered the approval (None: nobody, e.g. the timeout default); optionally insist on Approve.
+
+    ``decision`` is what :class:`include.approval.RecordedApprovalOperator` pushes to XCom ``decision``.
+    """
+    if not decision:
         if require_approved:
             raise RemediationError("no approval recorded for this run: refusing to apply")
         return None
-    chosen = list(response.get("chosen_options") or [])
-    user = response.get("responded_by_user") or {}
-    who = (user.get("name") or user.get("id")) if isinstance(user, Mapping) else str(user)
+    chosen = list(decision.get("chosen_options") or [])
     if require_approved and chosen != ["Approve"]:
         raise RemediationError(f"the plan was not approved (answer: {chosen or 'none'}): refusing to apply")
+    who = decision.get("responded_by")
     return str(who) if who else None
 
 
@@ -611,19 +613,20 @@ def final_report(context: Mapping[str, Any], verified: Mapping[str, Any] | None)
     if not planned:
         raise AirflowFailException("plan_changes left no plan")
     request = Request(**planned["request"])
-    response = ti.xcom_pull(task_ids="approve_changes")
-    if not response:
+    decision = ti.xcom_pull(task_ids="approve_changes", key="decision")
+    if not decision:
         raise AirflowFailException("approve_changes did not complete (failed, or timed out without a default)")
-    chosen = list(response.get("chosen_options") or [])
-    approver = approval_of(response)
+    chosen = list(decision.get("chosen_options") or [])
+    approver = approval_of(decision)
     audit = audit_context(context, request, approver=approver)
     if chosen != ["Approve"]:
         entries = from_dicts(planned["entries"])
-        who = approver or "nobody (timeout: default Reject)"
+        who = "nobody: no answer before the timeout (default Reject)" if decision.get("timed_out") else approver
         result = summarise(entries, request=request, status="rejected", run_id=run_id, approver=approver)
+        result["decision"] = dict(decision)
         path = write_result(result)
         write_audit(audit.record(step="approve", action=f"rejected by {who}", outcome="skipped",
-                                 after={"chosen_options": chosen, "planned_changes": len(changes(entries))}))
+                                 after={**decision, "planned_changes": len(changes(entries))}))
         print(f"rejected by {who}: nothing was changed; result: {path}")
         return {"status": "rejected", "path": str(path), "approver": approver}
     if not verified:
