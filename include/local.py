@@ -163,8 +163,8 @@ def prepare(stack: Stack) -> tuple[emu.Emulators, dict[str, str]]:
 
 
 def start_airflow(stack: Stack, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = open(stack.home / "logs" / "airflow-standalone.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(  # noqa: S603
+    log = open(stack.home / "logs" / "airflow-standalone.log", "wb")
+    proc = subprocess.Popen(
         [sys.executable, "-m", "airflow", "standalone"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
     )
@@ -202,7 +202,7 @@ class Api:
             headers["Authorization"] = f"Bearer {self.token()}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read() or b"null")
 
     def token(self) -> str:
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("command", choices=["demo", "up", "down"])
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("RUNBOOKS_LOCAL_HOME", PROJECT_ROOT / ".local")))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", 0)))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "0")))
     args = parser.parse_args(argv)
     # The seed talks through the providers' hooks, which log every call at INFO: keep the demo readable.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")

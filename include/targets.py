@@ -72,7 +72,7 @@ class Target(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _azure_needs_storage_account(self) -> "Target":
+    def _azure_needs_storage_account(self) -> Target:
         if self.cloud == "azure" and not self.storage_account:
             raise ValueError("an azure target needs storage_account")
         return self
@@ -89,7 +89,7 @@ class TargetsConfig(BaseModel):
     targets: tuple[Target, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "TargetsConfig":
+    def _unique_names(self) -> TargetsConfig:
         names = [t.name for t in self.targets]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -33,7 +33,7 @@ def run_dag(dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 42
     """Run ``dag_id`` once; return {"state", "run_id", "tasks": {task: state}, "output"}."""
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, dag_id, json.dumps(conf or {}), str(PROJECT_ROOT / "dags")],
-        capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT, env=env or dict(os.environ),
+        check=False, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT, env=env or dict(os.environ),
     )
     output = result.stdout + result.stderr
     for line in result.stdout.splitlines():

@@ -438,9 +438,10 @@ def test_emulator_connections_match_the_local_estate(services: dict[str, Any]) -
     local = emu.Emulators(aws_port=5000, gcs_port=9023, azure_port=10000).environment()
     expected = {}
     for key, value in local.items():
+        rewritten = value
         for name, port in EMULATOR_PORTS.items():
-            value = value.replace(f"127.0.0.1:{port}", f"{name}:{port}")
-        expected[key] = value
+            rewritten = rewritten.replace(f"127.0.0.1:{port}", f"{name}:{port}")
+        expected[key] = rewritten
     assert active == expected
     assert not any("127.0.0.1" in value for value in active.values())
     # Every host:port named in the file is an emulator service exposing that port.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from include.inventory import store
@@ -14,7 +14,7 @@ def _record(target: str, name: str, cloud: str = "aws", rtype: str = "aws.s3.buc
     return ResourceRecord(
         cloud=cloud, target=target, account="1", region="us-east-1", service="s3", resource_type=rtype,
         resource_id=f"arn:aws:s3:::{name}", name=name, tags={"owner": "x"},
-        attributes={"encrypted": True, "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)},
+        attributes={"encrypted": True, "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)},
     )
 
 
@@ -31,7 +31,7 @@ def test_publish_versions_and_latest(data_dir: Path) -> None:
     store.write_jsonl(first, [_record("aws-a", "b1"), _record("aws-a", "b2")])
     summary1 = store.publish(
         "manual__1", [first], [{"target": "aws-a", "errors": []}],
-        collected_at=datetime(2026, 11, 1, tzinfo=timezone.utc),
+        collected_at=datetime(2026, 11, 1, tzinfo=UTC),
     )
     assert summary1["resources"] == 2 and summary1["complete"] is True
     assert summary1["by_cloud"] == {"aws": {"aws.s3.bucket": 2}}
@@ -44,7 +44,7 @@ def test_publish_versions_and_latest(data_dir: Path) -> None:
     summary2 = store.publish(
         "manual__2", [second, store.staging_path("manual__2", "gcp-a")],
         [{"target": "aws-a", "errors": []}, {"target": "gcp-a", "errors": [error]}],
-        collected_at=datetime(2026, 11, 2, tzinfo=timezone.utc),
+        collected_at=datetime(2026, 11, 2, tzinfo=UTC),
     )
     assert summary2["complete"] is False and summary2["errors"] == [error]
     # the first version is still there, untouched; latest moved to the second

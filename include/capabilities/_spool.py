@@ -15,7 +15,7 @@ def spool(chunks: Iterable[bytes]) -> tuple[IO[bytes], str, int]:
     """Return (file positioned at 0, md5 hex, size). The caller closes the file."""
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
-    handle = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 - returned to caller
+    handle = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)
     for chunk in chunks:
         digest.update(chunk)
         size += len(chunk)

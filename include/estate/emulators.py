@@ -135,7 +135,7 @@ class Emulators:
         env["AWS_ENDPOINT_URL"] = self.aws_endpoint
         return env
 
-    def apply_environment(self, environ: "os._Environ[str] | dict[str, str]" = os.environ) -> None:
+    def apply_environment(self, environ: os._Environ[str] | dict[str, str] = os.environ) -> None:
         environ.update(self.environment())
 
     # ---- state ---------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ class Emulators:
         path.write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path: Path = STATE_FILE) -> "Emulators":
+    def load(cls, path: Path = STATE_FILE) -> Emulators:
         if not path.exists():
             raise EmulatorError(f"no running emulators recorded in {path}: run `make up` first")
         return cls(**json.loads(path.read_text()))
@@ -158,7 +158,7 @@ class Emulators:
 
 def _http(method: str, url: str, timeout: float = 5.0) -> int:
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (loopback only)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return int(response.status)
 
 
@@ -233,8 +233,8 @@ def start(
     env.pop("AWS_CA_BUNDLE", None)
     try:
         for name, command in commands.items():
-            log = open(log_dir / f"{name}-{getattr(emulators, name + '_port')}.log", "ab")  # noqa: SIM115
-            procs[name] = subprocess.Popen(  # noqa: S603 (fixed argv)
+            log = open(log_dir / f"{name}-{getattr(emulators, name + '_port')}.log", "ab")
+            procs[name] = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
             emulators.pids[name] = procs[name].pid
@@ -285,9 +285,9 @@ def env_lines(emulators: Emulators) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("command", choices=["start", "stop", "env", "status"])
-    parser.add_argument("--aws-port", type=int, default=int(os.environ.get("AWS_EMULATOR_PORT", 0)) or None)
-    parser.add_argument("--gcs-port", type=int, default=int(os.environ.get("GCS_EMULATOR_PORT", 0)) or None)
-    parser.add_argument("--azure-port", type=int, default=int(os.environ.get("AZURE_EMULATOR_PORT", 0)) or None)
+    parser.add_argument("--aws-port", type=int, default=int(os.environ.get("AWS_EMULATOR_PORT", "0")) or None)
+    parser.add_argument("--gcs-port", type=int, default=int(os.environ.get("GCS_EMULATOR_PORT", "0")) or None)
+    parser.add_argument("--azure-port", type=int, default=int(os.environ.get("AZURE_EMULATOR_PORT", "0")) or None)
     args = parser.parse_args(argv)
     if args.command == "start":
         if STATE_FILE.exists():

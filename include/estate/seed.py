@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,26 @@ class SeedReport:
 
     def summary(self) -> str:
         return f"{len(self.created)} created, {len(self.existing)} already present"
+
+
+def object_body(container: str, key: str, size: int) -> bytes:
+    """Deterministic content of a seeded object / blob: the same bytes on every run, in every cloud,
+    so a backup or restore can be checked byte for byte."""
+    line = f"{container}/{key} seeded by runbooks estate\n".encode()
+    return (line * (size // len(line) + 1))[:size]
+
+
+def seeded_objects(entry: Mapping[str, Any], field: str = "objects") -> dict[str, int]:
+    """Key -> size in bytes of what an entry's ``<field>: {prefix, count, size_kib, large_mib}`` asks for."""
+    spec = entry.get(field) or {}
+    prefix = str(spec.get("prefix", ""))
+    objects = {
+        f"{prefix}object-{i:03d}.txt": int(spec.get("size_kib", 1)) * 1024
+        for i in range(int(spec.get("count", 0)))
+    }
+    if spec.get("large_mib"):
+        objects[f"{prefix}large-{int(spec['large_mib'])}mib.bin"] = int(spec["large_mib"]) * 1024 * 1024
+    return objects
 
 
 def load_spec(path: Path | str | None = None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from include.clouds.aws.inventory import client_for, partition
-from include.estate.seed import SEED_TAG, SeedError, SeedReport
+from include.estate.seed import SEED_TAG, SeedError, SeedReport, object_body, seeded_objects
 from include.targets import Target
 
 #: Bucket policy statements the estate description can name (``policy: [...]``).
@@ -67,23 +67,8 @@ POLICY_TEMPLATES: dict[str, Callable[[str, str], list[dict[str, Any]]]] = {
 }
 
 
-def object_body(bucket: str, key: str, size: int) -> bytes:
-    """Deterministic content of a seeded object: the same bytes on every run, checkable after a restore."""
-    line = f"{bucket}/{key} seeded by runbooks estate\n".encode()
-    return (line * (size // len(line) + 1))[:size]
 
 
-def seeded_objects(bucket: dict[str, Any]) -> dict[str, int]:
-    """Key -> size in bytes of the objects a bucket entry asks for."""
-    spec = bucket.get("objects") or {}
-    prefix = str(spec.get("prefix", ""))
-    objects = {
-        f"{prefix}object-{i:03d}.txt": int(spec.get("size_kib", 1)) * 1024
-        for i in range(int(spec.get("count", 0)))
-    }
-    if spec.get("large_mib"):
-        objects[f"{prefix}large-{int(spec['large_mib'])}mib.bin"] = int(spec["large_mib"]) * 1024 * 1024
-    return objects
 
 
 # ---- plumbing ------------------------------------------------------------------------------------
@@ -295,7 +280,7 @@ def _seed_s3(
             parts = [SeedReport() for _ in wave]
             list(
                 pool.map(
-                    lambda pair: _seed_bucket(clients, account, pair[0], keys, pair[1]), zip(wave, parts)
+                    lambda pair: _seed_bucket(clients, account, pair[0], keys, pair[1]), zip(wave, parts, strict=True)
                 )
             )
             _merge(report, parts)

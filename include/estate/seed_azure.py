@@ -17,7 +17,7 @@ from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from include.clouds.azure.inventory import tags_to_metadata
-from include.estate.seed import SEED_TAG, SeedError, SeedReport
+from include.estate.seed import SEED_TAG, SeedError, SeedReport, object_body, seeded_objects
 from include.targets import Target
 
 _CONTAINER_KEYS = {"name", "seed_id", "public_access", "tags", "blobs"}
@@ -26,18 +26,8 @@ _ACCESS = {"private": None, "blob": "blob", "container": "container"}
 SEED_METADATA = SEED_TAG.replace("-", "_")
 
 
-def object_body(container: str, name: str, size: int) -> bytes:
-    """Deterministic content of a seeded blob: the same bytes on every run, checkable after a restore."""
-    line = f"{container}/{name} seeded by runbooks estate\n".encode()
-    return (line * (size // len(line) + 1))[:size]
 
 
-def seeded_blobs(entry: Mapping[str, Any]) -> dict[str, int]:
-    """Blob name -> size in bytes that an entry's ``blobs: {prefix, count, size_kib}`` asks for."""
-    spec = entry.get("blobs") or {}
-    prefix = str(spec.get("prefix", ""))
-    size = int(spec.get("size_kib", 1)) * 1024
-    return {f"{prefix}object-{i:03d}.txt": size for i in range(int(spec.get("count", 0)))}
 
 
 def container_metadata(entry: Mapping[str, Any]) -> dict[str, str]:
@@ -81,7 +71,7 @@ def seed_container(client: Any, entry: Mapping[str, Any], report: SeedReport) ->
         )
         report.add(True, "azure.storage.container", name)
 
-    for blob_name, size in seeded_blobs(entry).items():
+    for blob_name, size in seeded_objects(entry, "blobs").items():
         try:
             container.upload_blob(blob_name, object_body(name, blob_name, size), overwrite=False)
         except ResourceExistsError:

@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
-from include.estate.seed import SEED_TAG, SeedError, SeedReport
+from include.estate.seed import SEED_TAG, SeedError, SeedReport, object_body, seeded_objects
 from include.targets import Target
 
 _BUCKET_KEYS = frozenset(
@@ -28,18 +28,8 @@ _BUCKET_KEYS = frozenset(
 _PREVENTION = {"enforced", "inherited"}
 
 
-def object_body(bucket: str, key: str, size: int) -> bytes:
-    """Deterministic content of a seeded object: the same bytes on every run, checkable after a restore."""
-    line = f"{bucket}/{key} seeded by runbooks estate\n".encode()
-    return (line * (size // len(line) + 1))[:size]
 
 
-def seeded_objects(entry: Mapping[str, Any]) -> dict[str, int]:
-    """Object name -> size in bytes that an entry's ``objects: {prefix, count, size_kib}`` asks for."""
-    spec = entry.get("objects") or {}
-    prefix = str(spec.get("prefix", ""))
-    size = int(spec.get("size_kib", 1)) * 1024
-    return {f"{prefix}object-{i:03d}.txt": size for i in range(int(spec.get("count", 0)))}
 
 
 def bucket_labels(entry: Mapping[str, Any]) -> dict[str, str]:

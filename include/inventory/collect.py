@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from include.inventory.registry import GLOBAL, Lister, ListContext, listers_for
+from include.inventory.registry import GLOBAL, ListContext, Lister, listers_for
 from include.records import ResourceRecord
 from include.targets import Target
 
@@ -130,7 +130,7 @@ def collect_target(
     listers = listers_for(target.cloud, services)
     try:
         probe(target)
-    except Exception as exc:  # noqa: BLE001 - reported, and the run fails with these details
+    except Exception as exc:
         result.errors.append(
             CollectionError(target.name, target.cloud, "*", GLOBAL, classify(exc), _message(exc))
         )
@@ -141,7 +141,7 @@ def collect_target(
         entry, region = item
         try:
             return entry, region, list(entry.func(ListContext(target=target, region=region)))
-        except Exception as exc:  # noqa: BLE001 - captured per lister; reported below
+        except Exception as exc:
             return entry, region, exc
 
     items = _work_items(target, listers)

@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,7 @@ def publish(
 
     Returns the summary (also written as ``summary.json``).
     """
-    collected_at = collected_at or datetime.now(timezone.utc)
+    collected_at = collected_at or datetime.now(UTC)
     root = inventory_dir(base)
     version = root / f"date={collected_at:%Y-%m-%d}" / f"run={safe_run_id(run_id)}"
     records_path = version / "inventory.jsonl"
@@ -108,7 +108,7 @@ def publish(
     errors = [error for summary in target_summaries for error in summary.get("errors", [])]
     summary = {
         "run_id": run_id,
-        "collected_at": collected_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "collected_at": collected_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "path": str(records_path),
         "resources": total,
         "by_cloud": {cloud: dict(sorted(types.items())) for cloud, types in sorted(by_cloud_type.items())},

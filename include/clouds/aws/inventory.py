@@ -560,7 +560,7 @@ def list_route53(ctx: ListContext) -> list[ResourceRecord]:
     zones = list(_paginate(client, "list_hosted_zones", "HostedZones"))
     zone_ids = [zone["Id"].split("/")[-1] for zone in zones]
     zone_tags = _route53_tags(client, "hostedzone", zone_ids)
-    for zone, zone_id in zip(zones, zone_ids):
+    for zone, zone_id in zip(zones, zone_ids, strict=True):
         records.append(
             ctx.record(
                 service="route53",
