@@ -246,8 +246,7 @@ def test_registry_covers_every_fixer_the_rules_name() -> None:
     for entry in all_fixers():
         assert entry.permissions, entry
         assert set(entry.resource_types) <= contract, entry
-    # every rule that names a fixer has one for each of its resource types, except the compute types
-    # no emulator serves (a finding there is refused with a clear error before anything changes)
+    # every rule that names a fixer has one for each of its resource types
     gaps = set()
     for rule in all_rules():
         for resource_type in rule.meta.resource_types if rule.meta.fixer else ():
@@ -256,7 +255,15 @@ def test_registry_covers_every_fixer_the_rules_name() -> None:
             except RemediationError as exc:
                 assert f"not {resource_type}" in str(exc)
                 gaps.add((rule.meta.fixer, resource_type))
-    assert gaps <= {("tags.required", "gcp.compute.instance"), ("tags.required", "azure.compute.vm")}, gaps
+    assert gaps == set(), gaps
+
+
+def test_fixer_table_in_docs_is_current() -> None:
+    text = (PROJECT_ROOT / "docs" / "remediation.md").read_text()
+    for entry in all_fixers():
+        row = (f"| `{entry.id}` | {entry.cloud} | {', '.join(f'`{t}`' for t in entry.resource_types)} | "
+               f"{', '.join(f'`{p}`' for p in entry.permissions)} |")
+        assert row in text, f"docs/remediation.md: update the row of {entry.id} ({entry.cloud}):\n{row}"
 
 
 def test_permissions_per_fixer_and_cloud() -> None:
@@ -416,6 +423,194 @@ def test_tags_never_overwrite_and_fill_empty_values(clean_clouds: Any, data_dir:
     with pytest.raises(RemediationError, match="not valid on GCS"):
         get_fixer("tags.required", "gcp.storage.bucket").create({"tag_values": {"Owner": "Bob"}}).desired(
             {"tags": {}}, record)
+
+
+# ---- compute tags: no emulator serves them, so a stateful fake of the documented REST API ---------------
+# Only the HTTP transport is replaced: the provider hooks, the Google discovery client / the Azure SDK
+# pipeline (serialisation, LRO polling) and the fixer run for real.
+GCP_PROJECT, AZ_SUB = "rb-fix-project", "11111111-2222-3333-4444-555555555555"
+
+
+def _compute_targets() -> Any:
+    from include.targets import parse_targets
+
+    return parse_targets(json.dumps({"targets": [
+        {"name": "gcp-fix", "cloud": "gcp", "conn_id": "gcp_fix", "project": GCP_PROJECT, "regions": ["europe-west1"]},
+        {"name": "azure-fix", "cloud": "azure", "conn_id": "azure_fix", "subscription": AZ_SUB,
+         "storage_account": "rbfix", "regions": ["westeurope"]},
+    ]}))
+
+
+class FakeGce:
+    """Compute Engine instances.get / setLabels (with labelFingerprint) / zoneOperations.wait."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        base = f"https://www.googleapis.com/compute/v1/projects/{GCP_PROJECT}/zones/europe-west1-b"
+        self.instance = {"kind": "compute#instance", "id": "4518296723617890123", "name": "web-eu-1",
+                         "zone": base, "status": "RUNNING", "labels": dict(labels), "labelFingerprint": "fp-0",
+                         "selfLink": f"{base}/instances/web-eu-1"}
+        self.calls: list[tuple[str, str, Any]] = []
+        self.version = 0
+        self.race: dict[str, str] | None = None  # labels another writer sets just before our setLabels
+
+    def request(self, uri: str, method: str = "GET", body: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        from urllib.parse import urlparse
+
+        import httplib2
+
+        path = urlparse(uri).path
+        sent = json.loads(body) if body else None
+        self.calls.append((method, path, sent))
+        operation = {"kind": "compute#operation", "id": "7", "name": "operation-setlabels-1",
+                     "zone": self.instance["zone"], "operationType": "setLabels",
+                     "targetLink": self.instance["selfLink"], "progress": 0, "status": "RUNNING"}
+        if method == "GET" and path.endswith("/instances/web-eu-1"):
+            status, answer = 200, self.instance
+        elif method == "POST" and path.endswith("/instances/web-eu-1/setLabels"):
+            if self.race is not None:
+                self.instance = {**self.instance, "labels": self.race, "labelFingerprint": "fp-other"}
+                self.race = None
+            if sent["labelFingerprint"] != self.instance["labelFingerprint"]:
+                status, answer = 412, {"error": {"code": 412, "message": "Labels fingerprint either invalid or "
+                                                 "resource labels have changed", "errors": [
+                                                     {"reason": "conditionNotMet", "domain": "global"}]}}
+            else:
+                self.version += 1
+                self.instance = {**self.instance, "labels": sent["labels"], "labelFingerprint": f"fp-{self.version}"}
+                status, answer = 200, operation
+        elif method == "POST" and path.endswith("/operations/operation-setlabels-1/wait"):
+            status, answer = 200, {**operation, "status": "DONE", "progress": 100}
+        else:
+            status, answer = 404, {"error": {"code": 404, "message": f"unexpected {method} {path}"}}
+        return httplib2.Response({"status": str(status)}), json.dumps(answer).encode()
+
+
+@pytest.fixture
+def fake_gce(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], FakeGce]:
+    conn = {"conn_type": "google_cloud_platform", "extra": {"is_anonymous": True, "project": GCP_PROJECT}}
+    monkeypatch.setenv("AIRFLOW_CONN_GCP_FIX", json.dumps(conn))
+
+    def install(labels: dict[str, str]) -> FakeGce:
+        fake = FakeGce(labels)
+        monkeypatch.setattr("airflow.providers.google.common.hooks.base_google.build_http", lambda: fake)
+        return fake
+
+    return install
+
+
+def test_gce_instance_labels_fixer(fake_gce: Any) -> None:
+    fake = fake_gce({"owner": "web-team", "env": "prod"})
+    record = ResourceRecord(cloud="gcp", target="gcp-fix", account=GCP_PROJECT, region="europe-west1",
+                            service="compute", resource_type="gcp.compute.instance", name="web-eu-1",
+                            resource_id=f"//compute.googleapis.com/projects/{GCP_PROJECT}/zones/europe-west1-b"
+                                        "/instances/web-eu-1")
+    targets = _compute_targets()
+    fixer = get_fixer("tags.required", record.resource_type).create({"tag_values": ALL_TAGS}, targets)
+    change = fixer.plan(record)
+    assert change is not None and change.action == "compute.instances.setLabels"
+    assert change.request == {"add": {"cost-center": "cc-42", "data-classification": "internal"}}
+    assert [c[0] for c in fake.calls] == ["GET"], "planning only reads"
+    assert fixer.apply(change).changed
+    sets = [c for c in fake.calls if c[1].endswith("/setLabels")]
+    assert sets == [("POST", f"/compute/v1/projects/{GCP_PROJECT}/zones/europe-west1-b/instances/web-eu-1/setLabels",
+                     {"labels": {"owner": "web-team", "env": "prod", "cost-center": "cc-42",
+                                 "data-classification": "internal"}, "labelFingerprint": "fp-0"})]
+    assert any(c[1].endswith("/wait") for c in fake.calls), "the zone operation is waited for"
+    assert fixer.verify(record) and fixer.plan(record) is None
+    calls = len(fake.calls)
+    assert fixer.apply(change).changed is False and not any(c[1].endswith("/setLabels") for c in fake.calls[calls:])
+
+    # someone relabels between our read and our write: the fingerprint makes GCE refuse, nothing lost
+    fake = fake_gce({"owner": "web-team"})
+    fake.race = {"owner": "ops"}  # another writer, just before our setLabels arrives
+    fixer = get_fixer("tags.required", record.resource_type).create({"tag_values": ALL_TAGS}, targets)
+    with pytest.raises(Exception, match="412"):
+        fixer.apply(fixer.plan(record))
+    assert fake.instance["labels"] == {"owner": "ops"}
+
+
+@pytest.fixture
+def fake_arm(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], dict[str, Any]]:
+    """A VM behind Azure Resource Manager GET / PATCH (tags), under the real azure-core pipeline."""
+    import io
+
+    import requests
+    from azure.core.credentials import AccessToken
+    from azure.core.pipeline.transport import RequestsTransport
+    from azure.mgmt.compute import ComputeManagementClient
+    from requests.structures import CaseInsensitiveDict
+
+    conn = {"conn_type": "azure_compute", "login": "00000000-aaaa-bbbb-cccc-000000000001", "password": "x",
+            "extra": {"tenantId": "00000000-aaaa-bbbb-cccc-000000000002", "subscriptionId": AZ_SUB}}
+    monkeypatch.setenv("AIRFLOW_CONN_AZURE_FIX", json.dumps(conn))
+
+    class Token:
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            return AccessToken("fix-test-token", 4102444800)
+
+    def install(tags: dict[str, str]) -> dict[str, Any]:
+        vm_id = f"/subscriptions/{AZ_SUB}/resourceGroups/rg-web-prod/providers/Microsoft.Compute/virtualMachines/vm-web-01"
+        state: dict[str, Any] = {"calls": [], "vm": {
+            "name": "vm-web-01", "id": vm_id, "type": "Microsoft.Compute/virtualMachines", "location": "westeurope",
+            "tags": dict(tags), "properties": {"vmId": "0f4a8c2e", "provisioningState": "Succeeded",
+                                               "hardwareProfile": {"vmSize": "Standard_D2s_v5"}}}}
+
+        class Adapter(requests.adapters.BaseAdapter):
+            def send(self, request: Any, **kwargs: Any) -> requests.Response:
+                from urllib.parse import urlparse
+
+                path = urlparse(request.url).path
+                sent = json.loads(request.body) if request.body else None
+                state["calls"].append((request.method, path, sent))
+                if path.lower() != vm_id.lower():
+                    status, body = 404, {"error": {"code": "ResourceNotFound", "message": path}}
+                elif request.method == "PATCH":
+                    # ARM PATCH of tags replaces the VM's tag set with the one sent
+                    state["vm"] = {**state["vm"], "tags": dict(sent.get("tags") or {})}
+                    status, body = 200, state["vm"]
+                else:
+                    status, body = 200, state["vm"]
+                content = json.dumps(body).encode()
+                response = requests.Response()
+                response.status_code, response.reason = status, "OK" if status == 200 else "Error"
+                response._content, response.raw = content, io.BytesIO(content)
+                response.headers = CaseInsensitiveDict({"Content-Type": "application/json; charset=utf-8"})
+                response.url, response.request, response.encoding = request.url, request, "utf-8"
+                return response
+
+            def close(self) -> None:
+                pass
+
+        def client_factory(credential: Any, subscription_id: str, **kwargs: Any) -> Any:
+            session = requests.Session()
+            session.mount("https://", Adapter())
+            return ComputeManagementClient(credential=Token(), subscription_id=subscription_id, retry_total=0,
+                                           transport=RequestsTransport(session=session, session_owner=False))
+
+        monkeypatch.setattr("airflow.providers.microsoft.azure.hooks.compute.ComputeManagementClient", client_factory)
+        return state
+
+    return install
+
+
+def test_azure_vm_tags_fixer(fake_arm: Any) -> None:
+    state = fake_arm({"owner": "web-team", "Cost_Center": ""})
+    record = ResourceRecord(cloud="azure", target="azure-fix", account=AZ_SUB, region="westeurope",
+                            service="compute", resource_type="azure.compute.vm", name="vm-web-01",
+                            resource_id=state["vm"]["id"])
+    fixer = get_fixer("tags.required", record.resource_type).create({"tag_values": ALL_TAGS}, _compute_targets())
+    change = fixer.plan(record)
+    assert change is not None
+    # VM tags keep '-' (only container metadata needs '_'); the empty Cost_Center is filled in place
+    assert change.request == {"add": {"Cost_Center": "cc-42", "data-classification": "internal"}}
+    assert [c[0] for c in state["calls"]] == ["GET"], "planning only reads"
+    assert fixer.apply(change).changed
+    patches = [c for c in state["calls"] if c[0] == "PATCH"]
+    assert len(patches) == 1 and patches[0][2] == {"tags": {
+        "owner": "web-team", "Cost_Center": "cc-42", "data-classification": "internal"}}
+    assert fixer.verify(record) and fixer.plan(record) is None
+    assert fixer.apply(change).changed is False
+    assert len([c for c in state["calls"] if c[0] == "PATCH"]) == 1, "a second apply writes nothing"
 
 
 # ---- the runner: findings -> plan -> apply -> verify, failures isolated, audited -------------------------

@@ -279,7 +279,7 @@ class AwsRequiredTags(TagsFixerBase, _AwsFixer):
     def action_for(self, record: ResourceRecord) -> str:
         return _TAG_ACTIONS[record.resource_type]
 
-    def validate_tag(self, key: str, value: str) -> None:
+    def validate_tag(self, key: str, value: str, record: ResourceRecord) -> None:
         if key.lower().startswith("aws:") or len(key) > 128 or len(value) > 256:
             raise RemediationError(f"tag {key}={value}: AWS allows keys up to 128, values up to 256 characters, "
                                    "and no 'aws:' prefix")

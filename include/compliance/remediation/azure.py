@@ -1,6 +1,6 @@
-"""Azure fixers: Blob container public access off; required metadata on containers.
+"""Azure fixers: Blob container public access off; required metadata / tags on containers and VMs.
 
-Calls go through ``WasbHook`` built from the target's ``conn_id`` (imported lazily).
+Calls go through ``WasbHook`` / ``AzureComputeHook`` built from the target's ``conn_id`` (imported lazily).
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ from include.compliance.remediation.tags import TagsFixerBase
 from include.records import ResourceRecord
 
 AZURE_CONTAINER = "azure.storage.container"
+AZURE_VM = "azure.compute.vm"
+_VM_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/([^/]+)/providers/Microsoft\.Compute/virtualMachines/([^/]+)$",
+                    re.IGNORECASE)
 _CONTAINER_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/read"
 _CONTAINER_WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/write"
 
@@ -73,26 +76,69 @@ class BlobPrivateAccess(_BlobFixer):
         return self.request_for(record, state, desired)
 
 
+def vm_parts(record: ResourceRecord) -> tuple[str, str]:
+    """(resource group, VM name) from the ARM id of a virtual machine."""
+    match = _VM_ID.match(record.resource_id)
+    if not match:
+        raise RemediationError(f"not an Azure virtual machine id: {record.resource_id}")
+    return match.group(1), match.group(2)
+
+
 @fixer(
     "tags.required",
     "azure",
-    [AZURE_CONTAINER],
-    permissions=(_CONTAINER_READ, _CONTAINER_WRITE),
-    action="Set Container Metadata",
+    [AZURE_CONTAINER, AZURE_VM],
+    permissions=(_CONTAINER_READ, _CONTAINER_WRITE, "Microsoft.Compute/virtualMachines/read",
+                 "Microsoft.Compute/virtualMachines/write"),
 )
-class BlobRequiredMetadata(TagsFixerBase, _BlobFixer):
-    """Add missing required metadata to Blob containers (names with '-' are stored with '_')."""
+class AzureRequiredTags(TagsFixerBase, _BlobFixer):
+    """Add missing required metadata to Blob containers and tags to virtual machines.
 
-    def normalise_key(self, key: str) -> str:
-        return metadata_key(key)
+    Container metadata names cannot contain '-': ``cost-center`` is stored as ``cost_center`` (the
+    rules read both as the same key). VM tags keep the key as given.
+    """
 
-    def validate_tag(self, key: str, value: str) -> None:
-        if not value.isascii():
+    def action_for(self, record: ResourceRecord) -> str:
+        return "virtualMachines.update (tags)" if record.resource_type == AZURE_VM else "Set Container Metadata"
+
+    def normalise_key(self, key: str, record: ResourceRecord) -> str:
+        return key if record.resource_type == AZURE_VM else metadata_key(key)
+
+    def validate_tag(self, key: str, value: str, record: ResourceRecord) -> None:
+        if record.resource_type == AZURE_VM:
+            if set(key) & set("<>%&\\?/") or len(key) > 512 or len(value) > 256:
+                raise RemediationError(f"tag {key}={value!r}: Azure tag names exclude <>%&\\?/, up to 512 "
+                                       "characters; values up to 256")
+        elif not value.isascii():
             raise RemediationError(f"metadata {key}={value!r}: Azure metadata values must be ASCII")
 
+    def compute(self, record: ResourceRecord) -> Any:
+        conn_id = self.target(record).conn_id
+
+        def make() -> Any:
+            from airflow.providers.microsoft.azure.hooks.compute import AzureComputeHook
+
+            return AzureComputeHook(azure_conn_id=conn_id).get_conn()
+
+        return self.client(("azure-compute", conn_id), make)
+
     def current_tags(self, record: ResourceRecord) -> dict[str, str]:
+        if record.resource_type == AZURE_VM:
+            group, name = vm_parts(record)
+            return dict(self.compute(record).virtual_machines.get(group, name).tags or {})
         return dict(self.container(record).get_container_properties().metadata or {})
 
     def add_tags(self, record: ResourceRecord, current: dict[str, str], missing: dict[str, str]) -> None:
+        if record.resource_type == AZURE_VM:
+            from azure.mgmt.compute.models import VirtualMachineUpdate
+
+            group, name = vm_parts(record)
+            # PATCH with tags only: the VM's other properties are not sent, so not touched. Tags replace
+            # the whole set: send the ones just read plus the missing ones.
+            poller = self.compute(record).virtual_machines.begin_update(
+                group, name, VirtualMachineUpdate(tags={**current, **missing})
+            )
+            poller.result()
+            return
         # Set Container Metadata replaces every pair: send the ones just read plus the missing ones.
         self.container(record).set_container_metadata({**current, **missing})

@@ -33,6 +33,7 @@ from include.compliance.remediation.registry import (
     Fixer,
     RemediationError,
     get_fixer,
+    permissions_for,
 )
 from include.inventory.store import atomic_write_text, data_dir, safe_run_id
 from include.records import ResourceRecord
@@ -355,7 +356,7 @@ def plan(
     for entry in entries:
         try:
             change = fixers(entry).plan(entry.record)
-        except Exception as exc:  # noqa: BLE001 - kept per resource, reported, and fails the run
+        except Exception as exc:  # kept per resource, reported, and fails the run
             error = _error_text(exc)
             log.error("plan %s %s: %s", entry.fixer, entry.resource_id, error)
             planned.append(replace(entry, planned=True, plan_error=error))
@@ -397,7 +398,7 @@ def apply(
         change = entry.change
         try:
             applied = fixers(entry).apply(change)
-        except Exception as exc:  # noqa: BLE001 - one resource failing must not stop the others
+        except Exception as exc:  # one resource failing must not stop the others
             error = _error_text(exc)
             log.error("apply %s %s failed: %s", entry.fixer, entry.resource_id, error)
             done.append(replace(entry, outcome="failed", apply_error=error))
@@ -426,7 +427,7 @@ def verify(
         try:
             ok = fixers(entry).verify(entry.record)
             error = None if ok else "still not compliant after remediation"
-        except Exception as exc:  # noqa: BLE001 - a resource we cannot re-read is "not fixed"
+        except Exception as exc:  # a resource we cannot re-read is "not fixed"
             ok, error = False, _error_text(exc)
         log.log(logging.INFO if ok else logging.ERROR, "verify %s %s: %s", entry.fixer, entry.resource_id,
                 "fixed" if ok else f"NOT fixed: {error}")
@@ -480,6 +481,10 @@ def approval_text(entries: Sequence[Entry], *, reason: str = "", run_id: str = "
     if failed:
         body += ["", f"**{len(failed)} resource(s) could not be planned** (will not be changed):"]
         body += [f"- `{e.resource_id}`: {e.plan_error}" for e in failed]
+    if planned:
+        body += ["", "Permissions the connections need for this: " + "; ".join(
+            f"{cloud}: {', '.join(permissions_for({e.fixer for e in planned if e.record.cloud == cloud}, cloud))}"
+            for cloud in sorted({e.record.cloud for e in planned}))]
     body += ["", "Approve to apply exactly these changes; Reject (or no answer before the timeout) changes nothing."]
     return subject, "\n".join(line for line in body if line is not None).strip()
 

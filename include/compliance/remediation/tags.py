@@ -40,8 +40,8 @@ class TagsFixerBase(Fixer):
 
     recompute_on_apply = True  # a value set by someone between plan and apply is kept
 
-    def normalise_key(self, key: str) -> str:
-        """The key as this cloud stores a new tag (Azure metadata names cannot contain '-')."""
+    def normalise_key(self, key: str, record: ResourceRecord) -> str:
+        """The key as this resource stores a new tag (Azure metadata names cannot contain '-')."""
         return key
 
     def current_tags(self, record: ResourceRecord) -> dict[str, str]:
@@ -51,13 +51,13 @@ class TagsFixerBase(Fixer):
         """Store ``missing`` (actual key names -> values) on the resource, keeping every other tag."""
         raise NotImplementedError
 
-    def validate_tag(self, key: str, value: str) -> None:
+    def validate_tag(self, key: str, value: str, record: ResourceRecord) -> None:
         """Raise RemediationError when this cloud would refuse the key or value."""
 
-    def wanted(self) -> dict[str, str]:
-        wanted = {self.normalise_key(k): v for k, v in tag_values(self.options).items()}
+    def wanted(self, record: ResourceRecord) -> dict[str, str]:
+        wanted = {self.normalise_key(k, record): v for k, v in tag_values(self.options).items()}
         for key, value in wanted.items():
-            self.validate_tag(key, value)
+            self.validate_tag(key, value, record)
         return wanted
 
     def read(self, record: ResourceRecord) -> dict[str, Any]:
@@ -77,7 +77,7 @@ class TagsFixerBase(Fixer):
 
     def desired(self, state: dict[str, Any], record: ResourceRecord) -> dict[str, Any]:
         current: dict[str, str] = state.get("tags") or {}
-        return {"tags": {key: self._value(current, key) or value for key, value in self.wanted().items()}}
+        return {"tags": {key: self._value(current, key) or value for key, value in self.wanted(record).items()}}
 
     def satisfied(self, state: dict[str, Any], desired: dict[str, Any]) -> bool:
         current: dict[str, str] = state.get("tags") or {}
