@@ -7,7 +7,8 @@ Environment knobs (all optional):
 ``BENCH_REPEATS``          3        measured runs per side on the seeded estate
 ``BENCH_SCALE_RESOURCES``  10000    size of the scale estate
 ``BENCH_SCALE_REPEATS``    1        measured runs per side on the scale estate
-``BENCH_PROWLER_SCALE``    1        also run Prowler on the scale estate (0: seeded only)
+``BENCH_PROWLER_SCALE``    0        1: also run Prowler (and our scan) on the scale estate
+``BENCH_PROWLER_REPEATS``  1        measured runs per side per estate in the Prowler step
 ``BENCH_RESULTS_DIR``      bench/results
 =========================  =======  ==========================================================
 """
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import prowler
 
                 prowler.run()
-        except Exception as exc:  # noqa: BLE001 - one failed step must not hide the others' figures
+        except Exception as exc:
             failed.append(step)
             print(f"[bench] {step} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         print(f"[bench] {step} took {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)

@@ -127,10 +127,13 @@ def scan(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def split(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    split = lambda text: [x for x in text.split(",") if x]
     inv = sub.add_parser("inventory")
     inv.add_argument("--targets", type=split, default=[])
     inv.add_argument("--services", type=split, default=[])

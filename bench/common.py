@@ -189,8 +189,8 @@ def _kill_group(pid: int) -> None:
 
 def last_json_line(text: str) -> dict[str, Any]:
     """The last line of ``text`` that parses as a JSON object (children print their result last)."""
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
+    for raw in reversed(text.strip().splitlines()):
+        line = raw.strip()
         if line.startswith("{") and line.endswith("}"):
             try:
                 value = json.loads(line)

@@ -192,12 +192,17 @@ def rows_for(label: str, data: dict[str, Any]) -> list[RatioRow]:
     peer_rss, peer_rss_sp = stat([mib(p["peer"]["measurement"]["peak_rss"]) for p in pairs])
     ours_work, ours_work_sp = stat([p["ours"]["result"]["work_s"] for p in pairs])
     peer_work, peer_work_sp = stat([sum(p["peer"]["result"]["policy_seconds"].values()) for p in pairs])
+    ours_up, ours_up_sp = stat([p["ours"]["measurement"]["wall_s"] - p["ours"]["result"]["work_s"] for p in pairs])
+    peer_up, peer_up_sp = stat([p["peer"]["measurement"]["wall_s"] - sum(p["peer"]["result"]["policy_seconds"].values())
+                                for p in pairs])
     ours_n = pairs[0]["ours"]["result"]["resources"]
     peer_n = sum(v for v in pairs[0]["peer"]["result"]["counts"].values() if v > 0)
     return [
         RatioRow(f"{label}: wall time, process spawn to exit", ours_wall, peer_wall, "s", ours_wall_sp, peer_wall_sp),
         RatioRow(f"{label}: listing work only (after imports)", ours_work, peer_work, "s", ours_work_sp, peer_work_sp,
                  note="ours: collect_target; Custodian: sum of its per-policy durations"),
+        RatioRow(f"{label}: start-up and exit (wall - work)", ours_up, peer_up, "s", ours_up_sp, peer_up_sp,
+                 note="interpreter, imports (ours: Airflow + amazon provider), output"),
         RatioRow(f"{label}: peak RSS", ours_rss, peer_rss, "MiB", ours_rss_sp, peer_rss_sp),
         RatioRow(f"{label}: resources listed", ours_n, peer_n, "",
                  note="ours incl. aws.ec2.region_settings (1 per region)"),
@@ -255,6 +260,18 @@ def render(meta: dict[str, Any], estates: dict[str, dict[str, Any]]) -> str:
     for label, data in estates.items():
         for row in full_rows(label, data["measure"]):
             lines.append("| " + " | ".join(row) + " |")
+    problems = [
+        f"- **{label}**, {kind} run {index + 1}: {e['target']} {e['service']} {e['region']}: {e['kind']}: {e['message']}"
+        for label, data in estates.items()
+        for kind, runs in (("full", data["measure"]["full"]),
+                           ("side-by-side", [p["ours"] for p in data["measure"]["pairs"]]))
+        for index, run in enumerate(runs)
+        for t in run["result"]["targets"].values()
+        for e in t["errors"]
+    ]
+    if problems:
+        lines += ["", "**Incomplete runs** (the collector recorded these errors; that run's figures cover less):", ""]
+        lines += problems
     lines += ["", "## Side by side: AWS S3 + EC2 in us-east-1, ours vs Cloud Custodian", ""]
     rows = [row for label, data in estates.items() for row in rows_for(label, data["measure"])]
     lines.append(ratio_table(rows, ours="ours", peer="custodian"))
@@ -307,5 +324,11 @@ def run(repeats: int | None = None, scale_total: int | None = None, scale_repeat
         [[r.label, f"{r.ours:.2f}", "-" if r.peer is None else f"{r.peer:.2f}",
           "-" if r.ratio is None else f"{r.ratio:.2f}"] for r in rows],
     ))
+    for label, data in estates.items():
+        for run in data["measure"]["full"] + [p["ours"] for p in data["measure"]["pairs"]]:
+            for target in run["result"]["targets"].values():
+                for e in target["errors"]:
+                    print(f"[bench inventory] INCOMPLETE {label}: {e['target']} {e['service']} {e['region']}: "
+                          f"{e['kind']}: {e['message'][:200]}", file=sys.stderr)
     print(f"[bench inventory] results: {RESULTS_DIR / 'inventory.md'}", file=sys.stderr)
     return result

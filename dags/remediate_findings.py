@@ -14,11 +14,13 @@ re-reads to verify. Every step writes the audit trail (`data/audit/<date>.jsonl`
 ## Steps
 1. **resolve_targets**: validate the parameters: either `finding_ids` (from the latest scan) or `rule` +
    `resources` (from the latest inventory), never both, never neither. Unknown finding ids, unknown
-   resources, a rule without a fixer or a missing `tag_values` fail here, before any cloud is called.
+   resources, a rule without a fixer, or (when applying) a missing `tag_values` fail here, before any
+   cloud is called.
 2. **plan_changes**: read each resource from its cloud and compute the exact change (before / after and
    the API call), logged per resource and kept in XCom. Reads only, also in a dry run.
-3. **choose_path**: dry run, or nothing to change -> **report_plan** writes the plan and stops.
-   Otherwise -> **approve_changes**.
+3. **choose_path**: dry run, or nothing to change -> **report_plan** writes the plan and stops (a dry
+   run lists resources that need a parameter, e.g. `tag_values`, without failing). Otherwise ->
+   **approve_changes**.
 4. **approve_changes** (Human in the loop: Browse -> Required Actions, or the HITL API): the request lists
    every planned change. *Approve* applies exactly that plan; *Reject*, or no answer within 12 hours,
    changes nothing.
@@ -158,7 +160,8 @@ def remediate_findings() -> None:
         context = get_current_context()
         request = runner.Request(**planned["request"])
         entries = runner.from_dicts(planned["entries"])
-        failed = runner.plan_errors(entries)
+        # A dry run reports resources that only lack a parameter (e.g. tag_values) without failing.
+        failed = runner.plan_errors(entries, include_needs_input=not request.dry_run)
         status = "plan_failed" if failed else "dry_run" if request.dry_run else "compliant"
         result = runner.summarise(entries, request=request, status=status, run_id=context["run_id"])
         path = runner.write_result(result)

@@ -40,7 +40,13 @@ def _remediation_conf() -> dict[str, Any]:
     from include.compliance.store import load_latest_findings
 
     ids = sorted(f.finding_id for f in load_latest_findings() if f.status == "fail" and f.fixer)
-    return {"dry_run": True, "finding_ids": ids, "reason": "make demo: show the remediation plan"}
+    return {
+        "dry_run": True,
+        "finding_ids": ids,
+        # Values for the missing required tags (existing values are never overwritten).
+        "tag_values": {"owner": "platform-team", "cost-center": "cc-unassigned", "data-classification": "unclassified"},
+        "reason": "make demo: show the remediation plan",
+    }
 
 
 DEMO_RUNBOOKS: list[DemoStep] = [
@@ -318,13 +324,13 @@ def print_compliance_summary() -> None:
     scan = load_latest_scan()
     if not scan:
         return
-    findings = scan.get("findings", [])
-    failing = [f for f in findings if f.get("status") == "fail"]
+    findings = scan.get("findings", [])  # Finding objects
+    failing = [f for f in findings if f.status == "fail"]
     by_cloud: dict[str, int] = {}
     by_severity: dict[str, int] = {}
     for finding in failing:
-        by_cloud[finding["cloud"]] = by_cloud.get(finding["cloud"], 0) + 1
-        by_severity[finding["severity"]] = by_severity.get(finding["severity"], 0) + 1
+        by_cloud[finding.cloud] = by_cloud.get(finding.cloud, 0) + 1
+        by_severity[finding.severity] = by_severity.get(finding.severity, 0) + 1
     print(f"\ncompliance: {len(findings)} checks, {len(failing)} failing")
     print("  by severity: " + "  ".join(f"{k}={by_severity[k]}" for k in
                                       ("critical", "high", "medium", "low", "info") if k in by_severity))

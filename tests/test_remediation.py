@@ -269,8 +269,9 @@ def test_fixer_table_in_docs_is_current() -> None:
 def test_permissions_per_fixer_and_cloud() -> None:
     assert permissions_for(["aws.s3.block_public_access"]) == [
         "s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"]
-    gcp = permissions_for(["tags.required", "gcp.gcs.uniform_access_and_pap"], cloud="gcp")
-    assert gcp == ["storage.buckets.get", "storage.buckets.update"]
+    gcs = permissions_for(["gcp.gcs.uniform_access_and_pap"], cloud="gcp")
+    assert gcs == ["storage.buckets.get", "storage.buckets.update"]
+    assert "compute.instances.setLabels" in permissions_for(["tags.required"], cloud="gcp")
     aws_tags = permissions_for(["tags.required"], cloud="aws")
     assert "s3:PutBucketTagging" in aws_tags and "ec2:CreateTags" in aws_tags
     assert not any(p.startswith("storage.") for p in aws_tags)
@@ -420,7 +421,7 @@ def test_tags_never_overwrite_and_fill_empty_values(clean_clouds: Any, data_dir:
     assert s3_tags("tagged") == {"Owner": "alice", "cost_center": "cc-42", "data-classification": "pii"}
     with pytest.raises(RemediationError, match="tag_values"):
         get_fixer("tags.required", "aws.s3.bucket").create({}).plan(record)
-    with pytest.raises(RemediationError, match="not valid on GCS"):
+    with pytest.raises(RemediationError, match="not valid on Google Cloud"):
         get_fixer("tags.required", "gcp.storage.bucket").create({"tag_values": {"Owner": "Bob"}}).desired(
             {"tags": {}}, record)
 
@@ -725,8 +726,16 @@ def test_request_validation_and_rule_form(clean_clouds: Any, data_dir: Path) -> 
     with pytest.raises(RemediationError, match="unknown rule"):
         runner.resolve(runner.Request(rule="aws_no_such_rule", resources=("by-rule",)))
     with pytest.raises(RemediationError, match="needs tag_values"):
-        runner.resolve(runner.Request(rule="aws_required_tags", resources=("by-rule",)))
-    assert versioning_state("by-rule") is None
+        runner.resolve(runner.Request(rule="aws_required_tags", resources=("by-rule",), dry_run=False, reason="x"))
+    # a dry run without tag_values still plans, and says what a real run would need
+    dry = runner.Request(rule="aws_required_tags", resources=("by-rule",))
+    (entry,) = runner.plan(runner.resolve(dry), dry.options)
+    assert entry.needs_input and "tag_values" in (entry.plan_error or "")
+    summary = runner.summarise([entry], request=dry, status="dry_run", run_id="r")
+    assert summary["failed"] == [] and [n["resource_id"] for n in summary["needs_input"]] == [entry.resource_id]
+    assert runner.plan_errors([entry], include_needs_input=False) == []
+    assert "NEEDS INPUT" in runner.plan_lines([entry])[0]
+    assert versioning_state("by-rule") is None and s3_tags("by-rule") == {}
 
 
 # ---- audit trail -------------------------------------------------------------------------------------

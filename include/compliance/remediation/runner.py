@@ -136,6 +136,9 @@ class Entry:
     planned: bool = False
     change: Change | None = None
     plan_error: str | None = None
+    #: The plan failed for want of a parameter (e.g. no ``tag_values``), not because of the cloud: a dry
+    #: run reports it as "needs input" instead of failing, so it can show what a real run would need.
+    needs_input: bool = False
     outcome: str | None = None  # apply: changed | unchanged | failed | skipped
     applied: Applied | None = None
     apply_error: str | None = None
@@ -159,6 +162,7 @@ class Entry:
             "planned": self.planned,
             "change": self.change.to_dict() if self.change else None,
             "plan_error": self.plan_error,
+            "needs_input": self.needs_input,
             "outcome": self.outcome,
             "applied": self.applied.to_dict() if self.applied else None,
             "apply_error": self.apply_error,
@@ -176,6 +180,7 @@ class Entry:
             planned=bool(data.get("planned")),
             change=Change.from_dict(data["change"]) if data.get("change") else None,
             plan_error=data.get("plan_error"),
+            needs_input=bool(data.get("needs_input")),
             outcome=data.get("outcome"),
             applied=Applied(**data["applied"]) if data.get("applied") else None,
             apply_error=data.get("apply_error"),
@@ -314,7 +319,8 @@ def resolve(
             config.get(entry.record.target)
         except TargetsError as exc:
             problems.append(f"{entry.resource_id}: {exc}")
-    if any(e.fixer == "tags.required" for e in entries) and not request.tag_values:
+    if any(e.fixer == "tags.required" for e in entries) and not request.tag_values and not request.dry_run:
+        # A dry run still plans everything else and reports these resources as needing input.
         problems.append('tags.required needs tag_values, e.g. {"owner": "platform-team", "cost-center": "cc-1"}')
     if problems:
         raise RemediationError("cannot remediate:\n- " + "\n- ".join(dict.fromkeys(problems)))
@@ -358,8 +364,9 @@ def plan(
             change = fixers(entry).plan(entry.record)
         except Exception as exc:  # kept per resource, reported, and fails the run
             error = _error_text(exc)
+            needs_input = isinstance(exc, RemediationError)
             log.error("plan %s %s: %s", entry.fixer, entry.resource_id, error)
-            planned.append(replace(entry, planned=True, plan_error=error))
+            planned.append(replace(entry, planned=True, plan_error=error, needs_input=needs_input))
             _audit(audit, step="plan", action=entry.fixer, outcome="failed", resource=entry.resource_id, error=error)
             continue
         planned.append(replace(entry, planned=True, change=change))
@@ -442,8 +449,9 @@ def changes(entries: Iterable[Entry]) -> list[Entry]:
     return [e for e in entries if e.change is not None]
 
 
-def plan_errors(entries: Iterable[Entry]) -> list[Entry]:
-    return [e for e in entries if e.plan_error]
+def plan_errors(entries: Iterable[Entry], *, include_needs_input: bool = True) -> list[Entry]:
+    """Entries whose plan failed (optionally leaving out those that only lack a parameter)."""
+    return [e for e in entries if e.plan_error and (include_needs_input or not e.needs_input)]
 
 
 def plan_lines(entries: Iterable[Entry]) -> list[str]:
@@ -451,7 +459,9 @@ def plan_lines(entries: Iterable[Entry]) -> list[str]:
     lines = []
     for e in entries:
         where = f"[{e.record.target}] {e.resource_id}"
-        if e.plan_error:
+        if e.plan_error and e.needs_input:
+            lines.append(f"{where}: NEEDS INPUT ({e.fixer}): {e.plan_error}")
+        elif e.plan_error:
             lines.append(f"{where}: PLAN FAILED ({e.fixer}): {e.plan_error}")
         elif e.change is None:
             lines.append(f"{where}: compliant, no change ({e.fixer})")
@@ -498,10 +508,14 @@ def summarise(
     approver: str | None = None,
 ) -> dict[str, Any]:
     """The result document: per resource what was planned, applied and verified, and the failures."""
+    def row(e: Entry, **extra: Any) -> dict[str, Any]:
+        return {"resource_id": e.resource_id, "target": e.record.target, "fixer": e.fixer, **extra}
+
+    # In a dry run, a resource whose plan only lacks a parameter is listed as needing input, not failed.
+    needs_input = [row(e, error=e.plan_error) for e in entries if e.needs_input and request.dry_run]
     failed = [
-        {"resource_id": e.resource_id, "target": e.record.target, "fixer": e.fixer,
-         "step": "plan" if e.plan_error else "apply", "error": e.plan_error or e.apply_error}
-        for e in entries if e.failed
+        row(e, step="plan" if e.plan_error else "apply", error=e.plan_error or e.apply_error)
+        for e in entries if e.failed and not (e.needs_input and request.dry_run)
     ]
     not_fixed = [
         {"resource_id": e.resource_id, "target": e.record.target, "fixer": e.fixer, "error": e.verify_error}
@@ -519,12 +533,14 @@ def summarise(
             "resources": len(entries),
             "planned_changes": len(changes(entries)),
             "compliant_already": sum(1 for e in entries if e.planned and e.change is None and not e.plan_error),
+            "needs_input": len(needs_input),
             "changed": sum(1 for e in entries if e.outcome == "changed"),
             "failed": len(failed),
             "fixed": sum(1 for e in entries if e.verified is True),
             "not_fixed": len(not_fixed),
         },
         "failed": failed,
+        "needs_input": needs_input,
         "not_fixed": not_fixed,
         "plan": plan_lines(entries),
         "resources": to_dicts(entries),
