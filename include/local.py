@@ -166,7 +166,12 @@ def _free_or(port: int) -> int:
 def prepare(stack: Stack) -> tuple[emu.Emulators, dict[str, str]]:
     """Start the emulators, seed the estate, migrate the Airflow DB. Returns emulators and Airflow env."""
     print("starting emulators ...", flush=True)
-    emulators = emu.start(log_dir=stack.home / "logs")
+    emulators = emu.start(
+        aws_port=int(os.environ.get("AWS_EMULATOR_PORT", "0")) or None,
+        gcs_port=int(os.environ.get("GCS_EMULATOR_PORT", "0")) or None,
+        azure_port=int(os.environ.get("AZURE_EMULATOR_PORT", "0")) or None,
+        log_dir=stack.home / "logs",
+    )
     emulators.save(stack.emulator_state)
     emulators.apply_environment()
     write_dotenv(emulators)
