@@ -22,6 +22,7 @@ import csv
 import fnmatch
 import io
 import json
+import re
 import sys
 import tempfile
 import time
@@ -166,16 +167,40 @@ def parse_csv(text: str) -> list[ProwlerResult]:
     ]
 
 
+_LOG_LINE = re.compile(
+    r'^\{"timestamp": "(?P<ts>[^"]+)".*?"level": "(?P<level>[A-Z]+)".*?"message": "(?P<message>.*)"\}\s*$',
+    re.DOTALL,
+)
+
+
 def _log_records(log_text: str) -> list[tuple[float, str, str]]:
-    """(epoch, level, message) of every line of Prowler's ``--log-file`` (JSON lines)."""
-    records = []
+    """(epoch, level, message) of every line of Prowler's ``--log-file`` (JSON lines).
+
+    Prowler writes messages unescaped: a message holding a quote (an endpoint URL in an error) or a newline
+    (an unparsable response body) is not valid JSON and may span lines. Lines are grouped into records at
+    each ``{"timestamp"`` and those that do not parse are read with a regular expression.
+    """
+    chunks: list[str] = []
     for line in log_text.splitlines():
+        if line.startswith('{"timestamp"') or not chunks:
+            chunks.append(line)
+        else:
+            chunks[-1] += "\n" + line
+    records = []
+    for line in chunks:
         try:
             item = json.loads(line)
-            stamp = datetime.strptime(item["timestamp"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            fields = (str(item["timestamp"]), str(item.get("level", "")), str(item.get("message", "")))
         except (ValueError, KeyError, TypeError):
+            found = _LOG_LINE.match(line)
+            if not found:
+                continue
+            fields = (found["ts"], found["level"], found["message"])
+        try:
+            stamp = datetime.strptime(fields[0], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        except ValueError:
             continue
-        records.append((stamp, str(item.get("level", "")), str(item.get("message", ""))))
+        records.append((stamp, fields[1], fields[2]))
     return records
 
 

@@ -81,6 +81,12 @@ class Stack:
     def emulator_state(self) -> Path:
         return self.home / "emulators.json"
 
+    @property
+    def dotenv(self) -> Path:
+        """The project's ``.env`` for the default home; a private one beside any other home (tests)."""
+        default = PROJECT_ROOT / ".local"
+        return PROJECT_ROOT / ".env" if self.home.resolve() == default.resolve() else self.home / ".env"
+
 
 def _secret_file(path: Path, factory: Any) -> str:
     if not path.exists():
@@ -174,7 +180,7 @@ def prepare(stack: Stack) -> tuple[emu.Emulators, dict[str, str]]:
     )
     emulators.save(stack.emulator_state)
     emulators.apply_environment()
-    write_dotenv(emulators)
+    write_dotenv(emulators, stack.dotenv)
     from include.estate.seed import seed_estate
 
     started = time.monotonic()
@@ -396,7 +402,7 @@ def up(stack: Stack) -> int:
         print(
             f"\nAirflow is up: {stack.base_url}  (login: {user} / {password})\n"
             f"emulators: aws {emulators.aws_endpoint}  gcs {emulators.gcs_endpoint}  "
-            f"azure {emulators.azure_endpoint}\nconnections written to .env; Ctrl-C (or `make down`) stops.",
+            f"azure {emulators.azure_endpoint}\nconnections written to {stack.dotenv}; Ctrl-C (or `make down`) stops.",
             flush=True,
         )
         proc.wait()
@@ -411,9 +417,13 @@ def up(stack: Stack) -> int:
 
 def down(stack: Stack) -> int:
     stop_airflow(stack)
-    if stack.emulator_state.exists():
-        emu.stop(emu.Emulators.load(stack.emulator_state))
-        stack.emulator_state.unlink()
+    try:
+        emulators = emu.Emulators.load(stack.emulator_state)
+    except (emu.EmulatorError, FileNotFoundError):
+        emulators = None  # nothing recorded, or `up` itself is already cleaning up
+    if emulators is not None:
+        emu.stop(emulators)
+        stack.emulator_state.unlink(missing_ok=True)
     print("stopped")
     return 0
 

@@ -73,12 +73,23 @@ def test_prowler_log_phases_and_errors() -> None:
         '{"timestamp": "2026-11-29 00:18:55,216", "level": "ERROR", "message": "us-east-1 -- KeyError:61 -- \'MultiRegion\'"}',
         '{"timestamp": "2026-11-29 00:18:56,216", "level": "ERROR", "message": "us-east-1 -- KeyError:61 -- \'MultiRegion\'"}',
         "not json",
+        '{"timestamp": "2026-11-29 01:09:03,000", "level": "ERROR", "message": "us-east-1 -- ResponseParserError[1076]: '
+        'Unable to parse response, invalid XML received:',
+        '<html>404</html>"}',
+        # Prowler does not escape quotes inside messages: this line is not valid JSON.
+        '{"timestamp": "2026-11-29 01:09:02,754", "filename": "s3_service.py:622", "level": "ERROR", '
+        '"module": "s3_service", "message": "us-east-1 -- EndpointConnectionError[600]: Could not connect to '
+        'the endpoint URL: "http://123456789012.127.0.0.1:37957/v20180820/configuration/publicAccessBlock""}',
         '{"timestamp": "2026-11-29 00:19:29,491", "level": "INFO", "message": "Extracting audit statistics..."}',
     ]
     log = "\n".join(lines)
     start, end = prowler_phase_times(log) or (0.0, 0.0)
     assert end - start == pytest.approx(68.625)
-    assert prowler_log_errors(log) == ["us-east-1 -- KeyError:61 -- 'MultiRegion'"]
+    errors = prowler_log_errors(log)
+    assert errors[0] == "us-east-1 -- KeyError:61 -- 'MultiRegion'"
+    assert len(errors) == 3
+    assert errors[1].startswith("us-east-1 -- ResponseParserError[1076]")  # a message spanning two lines
+    assert "123456789012.127.0.0.1" in errors[2]  # a quote inside the message: not valid JSON
     assert prowler_phase_times('{"timestamp": "2026-11-29 00:18:20,866", "level": "INFO", "message": "x"}') is None
 
 
