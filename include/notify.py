@@ -255,7 +255,7 @@ def send(
         try:
             sender(conn)
             results[channel] = "sent"
-        except Exception as exc:  # noqa: BLE001 - recorded, then raised below after the other channels
+        except Exception as exc:
             message = _redact(f"{type(exc).__name__}: {exc}", secrets)
             results[channel] = f"failed: {message}"
             failures.append(f"{channel}: {message}")

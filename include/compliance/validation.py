@@ -412,7 +412,7 @@ def validate_inventory(
             if index.exists():
                 html_path, renderer = str(index), "gx-data-docs"
                 suite_results = [_with_docs_page(s, docs_dir) for s in suite_results]
-        except Exception as exc:  # noqa: BLE001 - the own rendering below still shows every result
+        except Exception as exc:
             docs_error = f"{type(exc).__name__}: {exc}"
 
     summary = ValidationSummary(

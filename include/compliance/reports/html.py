@@ -62,7 +62,7 @@ def trend_svg(history: Sequence[Mapping[str, Any]], *, width: int = 760, height:
         return '<p class="muted">No scan history yet: the trend appears from the second scan on.</p>'
     left, right, top, bottom = 48, 16, 14, 36
     plot_w, plot_h = width - left - right, height - top - bottom
-    top_value = max(max(p["fail"] for p in points), max(p["critical_high"] for p in points), 1)
+    top_value = max(1, *(p["fail"] for p in points), *(p["critical_high"] for p in points))
 
     def x(i: int) -> float:
         return left + (plot_w / 2 if len(points) == 1 else plot_w * i / (len(points) - 1))
