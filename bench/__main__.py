@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(step)
             print(f"[bench] {step} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         print(f"[bench] {step} took {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    print(f"[bench] total {time.perf_counter() - started:.0f} s; results in bench/results/", file=sys.stderr)
+    from bench.common import RESULTS_DIR
+
+    print(f"[bench] total {time.perf_counter() - started:.0f} s; results in {RESULTS_DIR}", file=sys.stderr)
     if failed:
         print(f"[bench] failed steps: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -482,8 +482,10 @@ def _ratio_rows(estates: Mapping[str, Mapping[str, Any]]) -> list[RatioRow]:
         orss, orsss = s([mib(r["measurement"]["peak_rss"]) for r in ours_runs])
         prss, prsss = s([mib(r["measurement"]["peak_rss"]) for r in peer_runs])
         rows.append(RatioRow(f"{label}: peak RSS", orss, prss, "MiB", orsss, prsss))
-        rows.append(RatioRow(f"{label}: findings (mapped rules/checks)", len(ours_runs[0]["findings"]),
-                             len(peer_runs[0]["results"]), "", note="ours: every region; Prowler: us-east-1 + global"))
+        ours_n = len(ours_runs[0]["findings"]) if "findings" in ours_runs[0] else ours_runs[0]["findings_count"]
+        peer_n = len(peer_runs[0]["results"]) if "results" in peer_runs[0] else peer_runs[0]["results_count"]
+        rows.append(RatioRow(f"{label}: findings (mapped rules/checks)", ours_n, peer_n, "",
+                             note="ours: every region; Prowler: us-east-1 + global"))
     return rows
 
 
@@ -511,7 +513,7 @@ def _estate_section(label: str, data: Mapping[str, Any]) -> list[str]:
     errors = data["prowler"][0]["log_errors"]
     if errors:
         lines += ["", "<details><summary>Prowler log errors (first ones)</summary>", "", "```"]
-        lines += [e[:300] for e in errors[:15]]
+        lines += [e.replace("\n", " ")[:300] for e in errors[:15]]
         lines += ["```", "</details>"]
     lines.append("")
     return lines
@@ -572,6 +574,33 @@ def compare(ours_findings: list[Mapping[str, Any]], prowler_results: list[Mappin
         "groups": group_rows(rows),
         "map": [asdict(e) for e in entries],
     }
+
+
+def rerender() -> None:
+    """Rewrite prowler.md / prowler-diff.md from prowler.json with the map's current explanations and the
+    kept Prowler logs (after an explanation was added, without re-running the tools)."""
+    data = json.loads((RESULTS_DIR / "prowler.json").read_text())
+    # JSON keys come back sorted; the seeded estate reads first.
+    data["estates"] = dict(sorted(data["estates"].items(), key=lambda kv: kv[0] != "seeded"))
+    entries, explanations = load_map()
+    by_rule = {e.rule: e for e in entries}
+    for label, estate in data["estates"].items():
+        rows = [DiffRow(**r) for r in estate["comparison"]["rows"]]
+        for row in rows:
+            row.explanation = next(
+                (e.why for e in explanations if e.matches(row.rule, row.resource, row.ours, row.prowler)),
+                by_rule[row.rule].note or "UNEXPLAINED" if row.rule in by_rule else "UNEXPLAINED",
+            )
+        estate["comparison"]["rows"] = [asdict(r) for r in rows]
+        estate["comparison"]["groups"] = group_rows(rows)
+        for index, run in enumerate(estate["prowler"]):
+            log = RESULTS_DIR / f"prowler-{label.replace(' ', '-')}-{index}.log"
+            if log.exists():
+                errors = prowler_log_errors(log.read_text())
+                run["log_errors"], run["log_error_count"] = errors[:50], len(errors)
+    (RESULTS_DIR / "prowler.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    (RESULTS_DIR / "prowler.md").write_text(render(data["meta"], data["estates"]).rstrip() + "\n")
+    (RESULTS_DIR / "prowler-diff.md").write_text(render_diff(data["estates"], data["meta"]) + "\n")
 
 
 def run(repeats: int | None = None, scale_total: int | None = None) -> dict[str, Any]:
@@ -648,3 +677,10 @@ def run(repeats: int | None = None, scale_total: int | None = None) -> dict[str,
         print(f"{label}: {c['pairs']} (rule, resource) pairs: {c['agree']} agree, {c['differ']} differ, "
               f"{c['only_ours']} only ours, {c['only_prowler']} only Prowler -> {RESULTS_DIR / 'prowler-diff.md'}")
     return result
+
+
+if __name__ == "__main__":  # python -m bench.prowler --rerender
+    if sys.argv[1:] == ["--rerender"]:
+        rerender()
+    else:
+        run()

@@ -13,8 +13,8 @@ For each estate (the seeded one from ``config/estate.yaml``, then a scale estate
    ``--cache-period 0``). Runs alternate (ours, peer, ours, peer ...); each is its own OS process,
    measured from spawn to exit. Ratios are ours / peer of the medians.
 
-Both sides fetch per-bucket detail: ours about 12 calls per bucket (location, tags, encryption,
-versioning, public access block, policy status, ACL, logging, lifecycle, object lock, one object page),
+Both sides fetch per-bucket detail: ours 11 calls per bucket (location, tags, encryption, versioning,
+public access block, policy status, ACL, logging, lifecycle, object lock, one object page),
 Custodian 10 (its default ``augment-keys: all``: location, tags, policy, ACL, replication, versioning,
 website, logging, notification, lifecycle).
 """

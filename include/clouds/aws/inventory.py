@@ -386,7 +386,8 @@ def list_ec2(ctx: ListContext) -> list[ResourceRecord]:
     arn = _ec2_arn(ctx)
     records: list[ResourceRecord] = []
 
-    for reservation in _paginate(client, "describe_instances", "Reservations"):
+    # Explicit pages: an unpaginated answer for thousands of instances can outlast botocore's read timeout.
+    for reservation in _paginate(client, "describe_instances", "Reservations", PaginationConfig={"PageSize": 500}):
         for inst in reservation.get("Instances", []):
             tags = _tags(inst.get("Tags"))
             attributes: dict[str, Any] = {
@@ -416,7 +417,7 @@ def list_ec2(ctx: ListContext) -> list[ResourceRecord]:
                 )
             )
 
-    for vol in _paginate(client, "describe_volumes", "Volumes"):
+    for vol in _paginate(client, "describe_volumes", "Volumes", PaginationConfig={"PageSize": 500}):
         tags = _tags(vol.get("Tags"))
         attached_to = [
             a["InstanceId"] for a in vol.get("Attachments", []) if a.get("State") in {"attached", "attaching"}
