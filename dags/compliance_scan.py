@@ -49,6 +49,7 @@ from airflow.sdk import (
 )
 
 from include.assets import ESTATE_INVENTORY
+from include.params import targets_param
 
 _SEVERITIES = ["critical", "high", "medium", "low", "info"]
 
@@ -71,13 +72,7 @@ _SEVERITIES = ["critical", "high", "medium", "low", "info"]
         "execution_timeout": timedelta(minutes=30),
     },
     params={
-        "targets": Param(
-            [],
-            type="array",
-            items={"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
-            title="Targets",
-            description="Target names from config/targets.yaml. Empty: every target.",
-        ),
+        "targets": targets_param(),
         "fail_on": Param(
             None,
             type=["null", "array"],

@@ -36,6 +36,7 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 
 from include.assets import ESTATE_INVENTORY
+from include.params import targets_param
 
 
 @dag(
@@ -54,13 +55,7 @@ from include.assets import ESTATE_INVENTORY
         "execution_timeout": timedelta(minutes=30),
     },
     params={
-        "targets": Param(
-            [],
-            type="array",
-            items={"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"},
-            title="Targets",
-            description="Target names from config/targets.yaml. Empty: every target.",
-        ),
+        "targets": targets_param(),
         "services": Param(
             [],
             type="array",

@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from include.params import TARGET_NAME_PATTERN
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TARGETS_FILE = PROJECT_ROOT / "config" / "targets.yaml"
 
@@ -38,7 +40,7 @@ class Target(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: str = Field(pattern=TARGET_NAME_PATTERN)
     cloud: Cloud
     conn_id: str = Field(min_length=1)
     #: Account id (AWS), project id (GCP) or subscription id (Azure).
