@@ -47,6 +47,7 @@ RUN pip install --no-cache-dir \
 ENV PYTHONPATH=/opt/airflow \
     RUNBOOKS_TARGETS_FILE=/opt/airflow/config/targets.yaml \
     RUNBOOKS_DATA_DIR=/opt/airflow/data
-# .dockerignore allow-lists requirements.lock, dags/, include/, plugins/ and config/.
+# .dockerignore allow-lists requirements.lock, dags/, include/, plugins/ and config/ (never localdev/: the
+# emulators, the demo seed and `make demo` are local-only tooling, and include/ never imports them).
 COPY --chown=airflow:0 . /opt/airflow/
 RUN mkdir -p /opt/airflow/data

@@ -14,7 +14,7 @@ help: ## list the targets
 $(BIN)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python requirements.lock
 	touch $@
 
 node_modules/.installed: package-lock.json
@@ -29,13 +29,13 @@ test: install ## run the whole test suite against fresh emulators
 	$(BIN)/python -m pytest
 
 demo: install ## seed the local three-cloud estate and run the inventory runbook through Airflow
-	$(BIN)/python -m include.local demo
+	$(BIN)/python -m localdev demo
 
 up: install ## like demo, then keep Airflow (http://localhost:8080) and the emulators serving until Ctrl-C
-	$(BIN)/python -m include.local up
+	$(BIN)/python -m localdev up
 
 down: ## stop what `make up` started
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m include.local down; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m localdev down; fi
 
 bench: install ## benchmarks under bench/ (figures printed and written to bench/results/)
 	$(BIN)/python -m bench

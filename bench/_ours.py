@@ -51,16 +51,15 @@ def inventory(args: argparse.Namespace) -> dict[str, Any]:
     rss_imported = _rss()
     run_id = f"bench__{datetime.now(UTC):%Y%m%dT%H%M%S}"
     summaries, staged, per_target = [], [], {}
+    from include.inventory.registry import validate_services
+
+    # An unknown service is an error (never silently dropped); a target whose cloud has none is left out.
+    per_cloud = validate_services(services, {t.cloud for t in targets}) if services else None
     for target in targets:
         started = time.perf_counter()
-        wanted = None
-        if services:
-            from include.inventory.registry import listers_for
-
-            known = {entry.service for entry in listers_for(target.cloud)}
-            wanted = [s for s in services if s in known]
-            if not wanted:
-                continue
+        wanted = list(per_cloud[target.cloud]) if per_cloud is not None else None
+        if wanted == []:
+            continue
         result = collect_target(target, max_workers=config.concurrency(target), services=wanted)
         path = staging_path(run_id, target.name)
         write_jsonl(path, result.records)

@@ -56,7 +56,7 @@ from bench.common import (
     write_results,
 )
 from bench.scale import seed
-from include.estate import emulators as emulators_mod
+from localdev import emulators as emulators_mod
 
 PROWLER_VERSION = "5.46.0"
 MAP_FILE = BENCH_DIR / "prowler_map.yaml"

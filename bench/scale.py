@@ -50,7 +50,7 @@ from bench.common import (
     tool_version,
     write_results,
 )
-from include.estate import emulators as emulators_mod
+from localdev import emulators as emulators_mod
 
 C7N_VERSION = "0.9.53"
 C7N_POLICIES = {
@@ -112,7 +112,7 @@ def seed(env: dict[str, str]) -> dict[str, Any]:
     """Seed ``config/estate.yaml`` in a subprocess (through the project's own seeding code)."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "include.estate.seed"], env=env, cwd=PROJECT_ROOT,
+        [sys.executable, "-m", "localdev.seed"], env=env, cwd=PROJECT_ROOT,
         capture_output=True, text=True, timeout=900, check=False,
     )
     if done.returncode != 0:

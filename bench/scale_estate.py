@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from include.estate.emulators import (
+from localdev.emulators import (
     AZURITE_ACCOUNT,
     AZURITE_API_VERSION,
     AZURITE_KEY,

@@ -49,7 +49,7 @@ from airflow.sdk import (
 )
 
 from include.assets import ESTATE_INVENTORY
-from include.params import targets_param
+from include.params import check_conf, targets_param
 
 _SEVERITIES = ["critical", "high", "medium", "low", "info"]
 
@@ -81,8 +81,8 @@ _SEVERITIES = ["critical", "high", "medium", "low", "info"]
             description="Overrides the policy's fail_on for this run. Empty / null: the policy decides.",
         ),
         "rules": Param(
-            [],
-            type="array",
+            None,
+            type=["null", "array"],
             items={"type": "string", "pattern": "^(aws|gcp|azure)_[a-z0-9_]+$"},
             title="Rules",
             description="Only these rule ids. Empty: every enabled rule.",
@@ -103,6 +103,7 @@ def compliance_scan() -> None:
         from include.inventory.store import latest
         from include.targets import TargetsError, load_targets
 
+        check_conf(get_current_context())
         params = params or {}
         # Bad names fail here, before any work, and without retries: retrying cannot fix them.
         unknown_rules = sorted(set(params.get("rules") or []) - set(rule_ids()))

@@ -9,8 +9,9 @@ one record shape (`docs/inventory-records.md`) and publishes a dated, versioned 
 compliance, backup and drift runbooks read.
 
 ## Steps
-1. **select_targets**: resolve the `targets` parameter (empty = all) against `config/targets.yaml`.
-   An unknown target name fails here, before any cloud is called.
+1. **select_targets**: resolve the `targets` parameter (empty = all) against `config/targets.yaml` and
+   check `services` against the listers of the selected targets' clouds. An unknown parameter, target
+   or service fails here, naming the allowed ones, before any cloud is called, and is not retried.
 2. **collect_target** (one mapped task per target, in parallel): probe the connection, then run every
    lister of that cloud in every region of the target, at most `concurrency` calls at once. A service
    that is unreachable or denies access is recorded and the other services still complete.
@@ -24,7 +25,7 @@ compliance, backup and drift runbooks read.
 ## If it fails
 Open the `check_complete` log: each line names the target, the service and the cloud's own error.
 `unreachable` → check the connection's endpoint / network; `access_denied` → the connection's role
-lacks a read permission (each lister declares its permissions in `include/clouds/<cloud>/inventory.py`).
+lacks a read permission (each lister declares its permissions in `include/clouds/<cloud>/inventory/<service>.py`).
 Fix and trigger again: collection is read-only, so re-running is always safe.
 """
 
@@ -36,7 +37,7 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 
 from include.assets import ESTATE_INVENTORY
-from include.params import targets_param
+from include.params import check_conf, targets_param
 
 
 @dag(
@@ -57,8 +58,8 @@ from include.params import targets_param
     params={
         "targets": targets_param(),
         "services": Param(
-            [],
-            type="array",
+            None,
+            type=["null", "array"],
             items={"type": "string", "pattern": "^[a-z0-9_]+$"},
             title="Services",
             description="Only these services (e.g. s3, ec2). Empty: each target's configured services.",
@@ -68,27 +69,34 @@ from include.params import targets_param
 def inventory_estate() -> None:
     @task
     def select_targets(params: dict[str, Any] | None = None) -> list[str]:
-        """Resolve the requested targets; unknown names fail before any cloud call."""
-        from include.targets import load_targets
+        """Resolve the requested targets and services; an unknown one fails before any cloud call, unretried."""
+        from airflow.sdk.exceptions import AirflowFailException
 
-        names = list((params or {}).get("targets") or [])
-        return [target.name for target in load_targets().select(names)]
+        from include.inventory.registry import validate_services
+        from include.targets import TargetsError, load_targets
+
+        check_conf(get_current_context())
+        params = params or {}
+        try:
+            selected = load_targets().select(list(params.get("targets") or []))
+            validate_services(list(params.get("services") or []), {t.cloud for t in selected})
+        except (TargetsError, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from None  # a bad request does not improve by retrying
+        return [target.name for target in selected]
 
     @task(max_active_tis_per_dagrun=4)
     def collect_target(target_name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """List one target's resources; per-service failures are recorded, not raised."""
         from include.inventory.collect import collect_target as collect
+        from include.inventory.registry import validate_services
         from include.inventory.store import staging_path, write_jsonl
         from include.targets import load_targets
 
         config = load_targets()
         target = config.get(target_name)
-        services = list((params or {}).get("services") or []) or None
-        if services:
-            from include.inventory.registry import listers_for
-
-            known = {entry.service for entry in listers_for(target.cloud)}
-            services = [s for s in services if s in known] or None
+        requested = list((params or {}).get("services") or [])
+        # None: the target's own services; else exactly the requested ones its cloud has (maybe none).
+        services = validate_services(requested, [target.cloud])[target.cloud] if requested else None
         result = collect(target, max_workers=config.concurrency(target), services=services)
         run_id = get_current_context()["run_id"]
         path = staging_path(run_id, target.name)

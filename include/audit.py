@@ -7,76 +7,26 @@ and per step and resource what was done and what changed.
 Appends are atomic: the file is opened with ``O_APPEND`` and each record is written with ONE ``write``
 call, so concurrent tasks never interleave half lines. Records are never rewritten or deleted here.
 
-Connection secrets never reach the file: parameter values under secret-looking keys are replaced, and
-every string written (parameters, before/after, error text) is scrubbed of credential patterns
-(``AccountKey=``, ``password=``, ``user:password@`` in URLs, SAS signatures, bearer tokens, AWS secret keys).
+Connection secrets never reach the file: every record is redacted when it is built, with the project's one
+set of rules (:mod:`include.redaction`): values under secret-looking keys are replaced, and every string
+(parameters, before/after, error text) is scrubbed of credential patterns.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from include.paths import data_dir
+from include.redaction import redact, scrub
+
 Outcome = Literal["changed", "unchanged", "failed", "skipped"]
 OUTCOMES: tuple[Outcome, ...] = ("changed", "unchanged", "failed", "skipped")
-
-REDACTED = "***"
-
-#: Parameter keys whose values are secrets (matched case-insensitively anywhere in the key).
-_SECRET_KEY = re.compile(
-    r"password|passwd|passphrase|(^|[_-])pass($|[_-])|pwd|secret|token|credential|api[_-]?key|access[_-]?key|private[_-]?key|account[_-]?key|"
-    r"connection[_-]?string|conn[_-]?str|(^|[_-])sas($|[_-])|sas[_-]?(url|token)|signature|authorization|auth[_-]?header|cookie|session[_-]?key|"
-    r"keyfile|key[_-]?json|service[_-]?account[_-]?json",
-    re.IGNORECASE,
-)
-#: Keys that look secret by name but are identifiers (kms key ids / ARNs, idempotency keys, tag keys).
-_NOT_SECRET_KEY = re.compile(r"^(kms_key(_id|_arn)?|idempotency_key|key|keys|tag_keys|required_keys)$", re.IGNORECASE)
-
-#: Credential patterns scrubbed from every string value (group 1 is kept, the secret is replaced).
-_SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"((?:AccountKey|SharedAccessKey|SharedAccessSignature|password|pwd)\s*=\s*)[^;&\s\"']+", re.IGNORECASE),
-    re.compile(r"([?&](?:sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&\s\"']+", re.IGNORECASE),
-    re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@\"']+:)[^@\s/\"']+(?=@)", re.IGNORECASE),
-    re.compile(r"(\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE),
-    re.compile(r"((?:aws_secret_access_key|secret_access_key|SecretAccessKey|client_secret)[\"']?\s*[:=]\s*[\"']?)"
-               r"[A-Za-z0-9/+=._-]{8,}", re.IGNORECASE),
-    re.compile(r"(-----BEGIN [A-Z ]*PRIVATE KEY-----)[\s\S]*?(?=-----END|$)"),
-)
-
-
-def scrub(text: str) -> str:
-    """Replace credential material inside free text (error messages, URLs) with ``***``."""
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    return text
-
-
-def _is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key)) and not _NOT_SECRET_KEY.match(key)
-
-
-def redact(value: Any, *, key: str | None = None) -> Any:
-    """A JSON-able copy of ``value`` with secret-named entries replaced and credential text scrubbed."""
-    if key is not None and _is_secret_key(key) and value not in (None, "", [], {}):
-        return REDACTED
-    if isinstance(value, Mapping):
-        return {str(k): redact(v, key=str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [redact(v) for v in value]
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, str):
-        return scrub(value)
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    return scrub(str(value))
-
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -135,9 +85,6 @@ class AuditContext:
     idempotency_key: str | None = None
     approver: str | None = None
 
-    def with_approver(self, approver: str | None) -> AuditContext:
-        return replace(self, approver=approver)
-
     def record(
         self,
         *,
@@ -169,8 +116,6 @@ class AuditContext:
 
 
 def audit_dir(base: Path | None = None) -> Path:
-    from include.inventory.store import data_dir  # one definition of RUNBOOKS_DATA_DIR
-
     return (base or data_dir()) / "audit"
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseNotifier
+
+from include.redaction import redact, scrub
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Notification:
 
 def notifications_path(base: Path | None = None) -> Path:
     """``<RUNBOOKS_DATA_DIR>/notifications/notifications.jsonl`` (data dir as the inventory store has it)."""
-    from include.inventory.store import data_dir
+    from include.paths import data_dir
 
     return (base or data_dir()) / "notifications" / "notifications.jsonl"
 
@@ -111,31 +112,14 @@ def slack_webhook_url(conn: Any) -> str:
     raise ValueError(f"connection {conn.conn_id!r} has no webhook URL (password, host or extra.webhook_url)")
 
 
-_SCRUB = (
-    (re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]+@", re.IGNORECASE), r"\1<redacted>@"),  # user:pass@
-    (re.compile(r"(hooks\.slack\.com/services/)\S+"), r"\1<redacted>"),
-    (re.compile(r"\b(password|passwd|secret|token|api[_-]?key|access[_-]?key|sig)=[^\s&;,]+", re.IGNORECASE), r"\1=<redacted>"),
-)
-
-
 def _redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove known secrets and secret-looking fragments (URL credentials, key=value tokens)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "<redacted>")
-    for pattern, replacement in _SCRUB:
-        text = pattern.sub(replacement, text)
-    return text
+    """The project's one scrubber (:func:`include.redaction.scrub`), plus the secrets this module knows."""
+    return scrub(text, secrets)
 
 
 def _scrub(value: Any) -> Any:
-    """:func:`_redact` over every string of a JSON-able value (the file line, the log line)."""
-    if isinstance(value, str):
-        return _redact(value)
-    if isinstance(value, Mapping):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v) for v in value]
-    return value
+    """:func:`include.redaction.redact` over a JSON-able value (the file line, the log line)."""
+    return redact(value)
 
 
 # ---- channels ----------------------------------------------------------------------------------

@@ -1,12 +1,19 @@
-"""Runbook form parameters shared by several DAGs (light: imported at DAG parse time).
+"""Runbook form parameters and run-conf checks shared by every DAG (light: imported at DAG parse time).
 
-Nothing heavy is imported at module level: include/targets.py shares the pattern constant without
-paying for ``airflow.sdk``, and DAG files pull in no cloud SDK.
+Nothing heavy is imported at module level: include/targets.py shares the pattern constant without paying
+for ``airflow.sdk``, and DAG files pull in no cloud SDK.
+
+Airflow 3.3's trigger form marks every parameter whose JSON-schema type does not allow null as required,
+and an empty default (``[]``, ``""``, ``{}``) counts as missing: the form cannot be submitted. So every
+optional parameter here is nullable with a ``None`` default; the runbook treats null as "not given".
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from include.changes.rate import LIMIT_PATTERN
 
 if TYPE_CHECKING:
     from airflow.sdk import Param
@@ -20,9 +27,81 @@ def targets_param() -> Param:
     from airflow.sdk import Param
 
     return Param(
-        [],
-        type="array",
+        None,
+        type=["null", "array"],
         items={"type": "string", "pattern": TARGET_NAME_PATTERN},
         title="Targets",
         description="Target names from config/targets.yaml. Empty: every target.",
     )
+
+
+def dry_run_param() -> Param:
+    """``dry_run``: on by default, so a person who triggers a mutating runbook sees the plan first."""
+    from airflow.sdk import Param
+
+    return Param(
+        True, type="boolean", title="Dry run",
+        description="Plan and show each change, change nothing. Turn off to apply (after approval).",
+    )
+
+
+def reason_param() -> Param:
+    from airflow.sdk import Param
+
+    return Param(
+        None, type=["null", "string"], maxLength=500, title="Reason",
+        description="Why (ticket, incident). Required to apply; recorded in the audit trail.",
+    )
+
+
+def rate_params(default_concurrency: str = "1", default_errors: str = "100%") -> dict[str, Param]:
+    """``max_concurrency`` and ``max_errors`` as AWS SSM Automation defines them (a number or a percentage)."""
+    from airflow.sdk import Param
+
+    return {
+        "max_concurrency": Param(
+            default_concurrency, type="string", pattern=LIMIT_PATTERN, title="Max concurrency",
+            description="Changes applied at once: a number (3) or a percentage of the change set (10%).",
+        ),
+        "max_errors": Param(
+            default_errors, type="string", pattern=LIMIT_PATTERN, title="Max errors",
+            description="Failures tolerated before nothing new is dispatched: a number (0 = stop at the first "
+                        "error) or a percentage (10%). Changes already running finish.",
+        ),
+    }
+
+
+def idempotency_key_param() -> Param:
+    from airflow.sdk import Param
+
+    return Param(
+        None, type=["null", "string"], maxLength=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$",
+        title="Idempotency key",
+        description="A request or incident id. Runs with the same key share one change ledger: a rerun resumes "
+                    "and never repeats a completed change, and two never apply at once. Empty: the run id.",
+    )
+
+
+def unknown_conf_keys(conf: Mapping[str, Any], declared: Mapping[str, Any]) -> list[str]:
+    """Keys of a run's conf that the runbook does not declare (sorted)."""
+    return sorted(set(conf) - set(declared))
+
+
+def check_conf(context: Mapping[str, Any]) -> None:
+    """Refuse a run conf with keys the runbook does not declare (a typo like ``tragets``), listing the allowed ones.
+
+    Airflow accepts unknown conf keys and ignores them, so a typo would silently act on the defaults (every
+    target). Called by each runbook's first task; raises ``AirflowFailException`` (a bad request does not
+    improve by retrying).
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    dag = context.get("dag")
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    declared = dict(getattr(dag, "params", None) or {})
+    unknown = unknown_conf_keys(conf, declared)
+    if unknown:
+        raise AirflowFailException(
+            f"unknown parameter(s) {', '.join(repr(k) for k in unknown)} for {getattr(dag, 'dag_id', 'this runbook')}; "
+            f"allowed: {', '.join(sorted(declared))}"
+        )

@@ -21,7 +21,11 @@ Standard attribute keys (present when the cloud can tell; absent means "not appl
 ``location``               str: the cloud's own location name when it differs from ``region``
 =========================  ===================================================================
 
-Service-specific keys are documented by the lister that sets them (see ``include/clouds/*/inventory.py``).
+Service-specific keys are documented by the lister that sets them (see ``include/clouds/<cloud>/inventory/``).
+
+One naming rule: ``resource_type`` is ``<cloud>.<service>.<kind>`` and ``service`` is its middle part
+(:func:`service_of`), so remediation, rules and the inventory's ``services`` filter all name a resource's
+service the same way (``gcp.storage.bucket`` -> ``storage``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ def utc_iso(value: datetime | str | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def service_of(resource_type: str) -> str:
+    """The service of a ``<cloud>.<service>.<kind>`` resource type (``gcp.storage.bucket`` -> ``storage``)."""
+    parts = resource_type.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"resource type {resource_type!r} is not <cloud>.<service>.<kind>")
+    return parts[1]
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return utc_iso(value)
@@ -63,8 +75,8 @@ class ResourceRecord:
     target: str  # logical target name from config/targets.yaml
     account: str  # account id / project id / subscription id
     region: str  # region, or "global" for global services (IAM, Route 53, GCS is per-bucket location)
-    service: str  # s3, ec2, rds, route53, iam, kms, cloudtrail, dynamodb, gcs, blob ...
-    resource_type: str  # "<cloud>.<service>.<kind>", e.g. aws.s3.bucket, gcp.storage.bucket
+    service: str  # s3, ec2, rds, route53, iam, kms, cloudtrail, dynamodb, storage, compute ...
+    resource_type: str  # "<cloud>.<service>.<kind>", e.g. aws.s3.bucket, gcp.storage.bucket (service_of)
     resource_id: str  # globally unique id: ARN, full resource name, blob container URL
     name: str
     tags: dict[str, str] = field(default_factory=dict)

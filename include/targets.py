@@ -49,7 +49,7 @@ class Target(BaseModel):
     environment: str = "prod"
     storage_account: str | None = None
     #: Services to inventory (empty: every registered lister of the cloud). Locally the GCP target
-    #: lists only ``gcs`` because no emulator serves Compute Engine.
+    #: lists only ``storage`` because no emulator serves Compute Engine.
     services: tuple[str, ...] = ()
     concurrency: int = Field(default=0, ge=0, le=64)
     residency: Residency = Residency()

@@ -7,6 +7,7 @@ so two suites on one machine never collide.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -28,11 +29,13 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME /
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
 os.environ["RUNBOOKS_DATA_DIR"] = str(_AIRFLOW_HOME / "data")
+# The change ledger's database (a PostgreSQL connection in a distributed deployment).
+os.environ["AIRFLOW_CONN_RUNBOOKS_STATE"] = json.dumps({"conn_type": "sqlite", "host": str(_AIRFLOW_HOME / "state.db")})
 os.environ.setdefault("PYTHONPATH", str(PROJECT_ROOT))
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from include.estate import emulators as emulators_mod  # noqa: E402
+from localdev import emulators as emulators_mod  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +60,7 @@ def clean_clouds(emulators: emulators_mod.Emulators) -> emulators_mod.Emulators:
 @pytest.fixture
 def seeded(clean_clouds: emulators_mod.Emulators):  # type: ignore[no-untyped-def]
     """A freshly seeded estate (emptied, then seeded from config/estate.yaml). Returns the seed report."""
-    from include.estate.seed import seed_estate
+    from localdev.seed import seed_estate
 
     return seed_estate()
 

@@ -17,13 +17,12 @@ from typing import Any
 
 import pytest
 
-from include.estate import emulators as emulators_mod
-from include.estate.seed import SEED_TAG, load_spec, seed_estate
-from include.estate.seed_aws import seeded_objects
 from include.inventory.collect import TargetInventory, collect_target
 from include.inventory.registry import GLOBAL, ListContext, listers_for
 from include.records import ResourceRecord
 from include.targets import Target, load_targets
+from localdev import emulators as emulators_mod
+from localdev.seed import SEED_TAG, load_spec, seed_estate, seeded_objects
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 ACCOUNT = "123456789012"
@@ -177,10 +176,10 @@ def test_bucket_with_objects_to_back_up(inventory: TargetInventory) -> None:
 def test_object_count_is_capped(
     inventory: TargetInventory, aws_target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from include.clouds.aws import inventory as aws_inventory
+    from include.clouds.aws.inventory import s3
 
-    monkeypatch.setattr(aws_inventory, "MAX_KEYS_COUNTED", 5)
-    records = {r.name: r for r in aws_inventory.list_s3(ListContext(target=aws_target, region=GLOBAL))}
+    monkeypatch.setattr(s3, "MAX_KEYS_COUNTED", 5)
+    records = {r.name: r for r in s3.list_s3(ListContext(target=aws_target, region=GLOBAL))}
     exports = records["rb-prod-customer-exports"].attributes
     assert exports["object_count"] == 5 and exports["object_count_truncated"] is True
     assert records["rb-prod-scratch-eu"].attributes["object_count_truncated"] is False
@@ -476,11 +475,11 @@ def test_unreachable_target_is_one_quick_error(
 def test_not_configured_answers_are_facts_but_other_errors_propagate() -> None:
     from botocore.exceptions import ClientError
 
-    from include.clouds.aws.inventory import _unless
+    from include.clouds.aws.inventory.common import unless
 
     def fail(code: str) -> Any:
         raise ClientError({"Error": {"Code": code, "Message": code}}, "GetBucketPolicyStatus")
 
-    assert _unless({"NoSuchBucketPolicy"}, lambda: fail("NoSuchBucketPolicy"), False) is False
+    assert unless({"NoSuchBucketPolicy"}, lambda: fail("NoSuchBucketPolicy"), False) is False
     with pytest.raises(ClientError, match="AccessDenied"):
-        _unless({"NoSuchBucketPolicy"}, lambda: fail("AccessDenied"), False)
+        unless({"NoSuchBucketPolicy"}, lambda: fail("AccessDenied"), False)

@@ -6,12 +6,11 @@ from typing import Any
 
 import pytest
 
-from include.estate import emulators as emulators_mod
-from include.estate.seed import SeedError, SeedReport, load_spec, seed_estate
-from include.estate.seed_aws import object_body, seeded_objects
 from include.inventory.collect import collect_target
 from include.records import ResourceRecord
 from include.targets import load_targets
+from localdev import emulators as emulators_mod
+from localdev.seed import SeedError, SeedReport, load_spec, object_body, seed_estate, seeded_objects
 
 
 def _comparable(records: list[ResourceRecord], volatile_buckets: set[str]) -> dict[str, dict[str, Any]]:
@@ -88,7 +87,7 @@ def test_seeded_objects_have_known_content(clean_clouds: emulators_mod.Emulators
 
 
 def test_a_reference_to_an_unknown_key_is_a_clear_error(clean_clouds: emulators_mod.Emulators) -> None:
-    from include.estate import seed_aws
+    from localdev.seed import aws as seed_aws
 
     section = {
         "target": "aws-prod",

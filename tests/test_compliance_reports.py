@@ -360,6 +360,50 @@ def test_empty_scan_writes_valid_reports(tmp_path: Path) -> None:
     assert "No failing findings" in Path(paths["html"]).read_text()
 
 
+# ---- framework control titles, redaction ------------------------------------------------------------
+def test_reports_show_catalogued_control_titles(tmp_path: Path) -> None:
+    finding = make(
+        "aws_s3_bucket_public_access_block", cloud="aws", resource_id="arn:aws:s3:::open", name="open",
+        frameworks={"CIS-AWS-3.0": ["2.1.4"], "AWS-FSBP": ["S3.8"], "Local-Policy": ["LP-1"]},
+    )
+    paths = write_all([finding], scan_id="titles", scanned_at=SCANNED_AT, out_dir=tmp_path / "titles", history=[])
+    cis_title = "Ensure that S3 Buckets are configured with 'Block public access (bucket settings)'"
+    fsbp_title = "S3 Block Public Access setting should be enabled at the bucket-level"
+    sarif = json.loads(Path(paths["sarif"]).read_text())
+    assert not list(sarif_validator().iter_errors(sarif))
+    descriptor = sarif["runs"][0]["tool"]["driver"]["rules"][0]
+    assert descriptor["properties"]["controls"] == [
+        {"framework": "AWS-FSBP", "id": "S3.8", "title": fsbp_title},
+        {"framework": "CIS-AWS-3.0", "id": "2.1.4", "title": cis_title},
+        {"framework": "Local-Policy", "id": "LP-1"},  # no catalogue: shown without a title
+    ]
+    assert f"- CIS-AWS-3.0 2.1.4: {cis_title}" in descriptor["help"]["markdown"]
+    page = Path(paths["html"]).read_text()
+    escaped = cis_title.replace("'", "&#x27;")
+    assert f'<span title="{escaped}">CIS-AWS-3.0 2.1.4</span>' in page
+    assert f"<td>CIS-AWS-3.0</td><td>2.1.4</td><td>{escaped}</td>" in page  # failing-controls table
+    assert "<td>Local-Policy</td><td>LP-1</td><td></td>" in page
+
+
+def test_reports_redact_secret_evidence_keys_and_url_credentials(tmp_path: Path) -> None:
+    finding = make(
+        "aws_s3_bucket_access_logging", cloud="aws", resource_id="arn:aws:s3:::logs", name="logs",
+        evidence={"endpoint": "https://admin:hunter2@db.internal:5432/x", "client_secret": "s3cr3t-value",
+                  "nested": [{"password": "pw-123456"}], "kms_key_id": "alias/keep-me"},
+    )
+    paths = write_all([finding], scan_id="redact", scanned_at=SCANNED_AT, out_dir=tmp_path / "redact", history=[])
+    for key in ("json", "csv", "sarif", "ocsf", "html"):
+        text = Path(paths[key]).read_text()
+        for secret in ("hunter2", "s3cr3t-value", "pw-123456"):
+            assert secret not in text, (key, secret)
+    evidence = json.loads(Path(paths["json"]).read_text())["findings"][0]["evidence"]
+    assert evidence == {"endpoint": "https://admin:***@db.internal:5432/x", "client_secret": "***",
+                        "nested": [{"password": "***"}], "kms_key_id": "alias/keep-me"}
+    assert json.loads(Path(paths["ocsf"]).read_text())[0]["resources"][0]["data"]["evidence"] == evidence
+    sarif = json.loads(Path(paths["sarif"]).read_text())
+    assert sarif["runs"][0]["results"][0]["properties"]["evidence"] == evidence
+
+
 # ---- with the compliance store (engineer C's history.jsonl shape) ----------------------------------
 def test_write_scan_from_the_store(tmp_path: Path, findings: list[Finding]) -> None:
     from datetime import UTC, datetime, timedelta

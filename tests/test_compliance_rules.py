@@ -27,12 +27,11 @@ from typing import Any
 import pytest
 
 from include.compliance.engine import scan, select_rules
+from include.compliance.frameworks import catalogues, cis_benchmarks
 from include.compliance.model import SEVERITIES, Finding, Verdict
 from include.compliance.policy import Policy, PolicyError, parse_policy
 from include.compliance.registry import (
-    CIS_FRAMEWORK,
     FIXERS,
-    FRAMEWORKS,
     Rule,
     RuleDefinitionError,
     RuleError,
@@ -40,6 +39,7 @@ from include.compliance.registry import (
     all_rules,
     contract_resource_types,
     register,
+    rule,
     rule_ids,
     validate_meta,
 )
@@ -125,7 +125,7 @@ def test_rule_metadata_is_valid(rule: Rule) -> None:
     assert meta.remediation.strip() and meta.rationale.strip() and meta.title.strip()
     assert meta.id.startswith(meta.cloud + "_")
     assert set(meta.resource_types) <= contract_resource_types()
-    assert meta.frameworks and set(meta.frameworks) <= set(FRAMEWORKS)
+    assert meta.frameworks and set(meta.frameworks) <= set(catalogues())
     assert all(ids for ids in meta.frameworks.values()), "every framework lists control ids"
     assert meta.fixer is None or meta.fixer in FIXERS
     assert meta.enabled
@@ -134,7 +134,8 @@ def test_rule_metadata_is_valid(rule: Rule) -> None:
 def test_rule_ids_are_unique_and_cis_is_cited_per_cloud() -> None:
     ids = [r.id for r in all_rules()]
     assert len(ids) == len(set(ids))
-    for cloud, framework in CIS_FRAMEWORK.items():
+    assert set(cis_benchmarks()) == {"aws", "gcp", "azure"}
+    for cloud, framework in cis_benchmarks().items():
         assert any(framework in r.meta.frameworks for r in all_rules() if r.meta.cloud == cloud), cloud
     for tag in ("GDPR", "HIPAA"):
         assert any(tag in r.meta.frameworks for r in all_rules()), tag
@@ -165,6 +166,14 @@ def _meta(**changes: Any) -> RuleMeta:
         ({"frameworks": {"CIS-AWS-9.9": ("1.1",)}}, "unknown framework 'CIS-AWS-9.9'"),
         ({"frameworks": {"CIS-GCP-3.0": ("5.1",)}}, "not the CIS benchmark of aws"),
         ({"frameworks": {"CIS-AWS-3.0": ("CIS 2.1.4",)}}, "not a valid CIS-AWS-3.0 id"),
+        ({"frameworks": {"CIS-AWS-3.0": ("2.1.9",)}}, "control '2.1.9' is not in the CIS-AWS-3.0 catalogue"),
+        ({"frameworks": {"AWS-FSBP": ("IAM.9",)}}, "control 'IAM.9' is not in the AWS-FSBP catalogue"),
+        ({"frameworks": {"CIS-AWS-3.0": ()}}, "lists no control id"),
+        (
+            {"id": "gcp_test_rule", "cloud": "gcp", "resource_types": ("gcp.storage.bucket",),
+             "frameworks": {"AWS-FSBP": ("S3.8",)}},
+            "framework 'AWS-FSBP' applies to aws rules only, not gcp",
+        ),
         ({"frameworks": {}}, "maps to no framework"),
         ({"id": "AwsBadId"}, "snake_case"),
         ({"id": "gcp_wrong_cloud"}, "must start with its cloud 'aws'"),
@@ -178,6 +187,22 @@ def test_invalid_metadata_is_a_clear_error_naming_the_rule(changes: dict[str, An
         validate_meta(meta)
     assert message in str(info.value)
     assert meta.id in str(info.value)
+
+
+def test_a_rule_citing_an_unknown_control_fails_at_registration_naming_the_rule() -> None:
+    with pytest.raises(
+        RuleDefinitionError,
+        match=r"^rule 'aws_test_unknown_control': control 'S3\.99' is not in the AWS-FSBP catalogue \(aws-fsbp\.yaml\)",
+    ):
+
+        @rule(
+            id="aws_test_unknown_control", title="t", severity="low", resource_types=("aws.s3.bucket",),
+            rationale="r", remediation="fix it", frameworks={"AWS-FSBP": ["S3.99"]},
+        )
+        def unknown_control(record: ResourceRecord, ctx: Any) -> Verdict | None:
+            return None
+
+    assert "aws_test_unknown_control" not in rule_ids()
 
 
 def test_duplicate_rule_id_is_an_error() -> None:
@@ -204,7 +229,7 @@ def test_scan_is_deterministic_and_skips_not_applicable() -> None:
     assert first == second
     assert [(f.resource_name, f.status) for f in first] == [("b1", "pass"), ("b2", "fail")]  # b3: unknown
     assert first[1].fixer == "aws.s3.versioning" and first[1].frameworks == {
-        "AWS-FSBP": ["S3.14"], "HIPAA": ["164.308(a)(7)(ii)(A)"]
+        "AWS-SecurityHub": ["S3.14"], "HIPAA": ["164.308(a)(7)(ii)(A)"]
     }
 
 
@@ -253,7 +278,7 @@ def test_malformed_policy_is_a_clear_error(text: str, message: str) -> None:
 
 def test_required_tag_keys_come_from_the_policy_and_match_azure_spelling() -> None:
     container = ResourceRecord(
-        cloud="azure", target="azure-prod", account="sub", region="westeurope", service="blob",
+        cloud="azure", target="azure-prod", account="sub", region="westeurope", service="storage",
         resource_type="azure.storage.container", resource_id="https://a.blob.core.windows.net/c", name="c",
         tags={"Owner": "x", "cost_center": "cc-1"},
     )
@@ -305,8 +330,8 @@ def _collect(targets: Any, names: list[str] | None = None, services: list[str] |
 @pytest.fixture(scope="module")
 def phases(emulators: Any) -> dict[str, tuple[list[ResourceRecord], list[Finding]]]:
     """Scan results per phase (see the module docstring): {phase: (records, findings)}."""
-    from include.estate.seed import seed_estate
     from include.targets import load_targets
+    from localdev.seed import seed_estate
 
     emulators.reset()
     seed_estate()

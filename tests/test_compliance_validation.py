@@ -22,10 +22,10 @@ from include.compliance.validation import (
     load_suites,
     validate_inventory,
 )
-from include.estate import emulators as emulators_mod
 from include.inventory.collect import collect_target
 from include.records import ResourceRecord
 from include.targets import load_targets
+from localdev import emulators as emulators_mod
 
 S3_BUCKET = "val-facts-bucket"
 GCS_BUCKET = "val-facts-gcs"
@@ -67,7 +67,7 @@ def hook_records(emulators: emulators_mod.Emulators) -> list[ResourceRecord]:
     """A couple of buckets / containers per cloud, collected by the storage listers."""
     emulators.reset()
     create_resources()
-    records = collect({"aws": ["s3"], "gcp": ["gcs"], "azure": ["blob"]})
+    records = collect({"aws": ["s3"], "gcp": ["storage"], "azure": ["storage"]})
     types = {r.resource_type for r in records}
     assert {"aws.s3.bucket", "gcp.storage.bucket", "azure.storage.container"} <= types, types
     return records
@@ -191,7 +191,7 @@ def test_broken_suite_files_are_errors(tmp_path: Path, hook_records: list[Resour
 # ---- the whole seeded estate and a 10,000-record estate ----------------------------------------------
 @pytest.fixture(scope="module")
 def seeded_records(emulators: emulators_mod.Emulators) -> Iterator[list[ResourceRecord]]:
-    from include.estate.seed import seed_estate
+    from localdev.seed import seed_estate
 
     emulators.reset()
     seed_estate()

@@ -203,7 +203,7 @@ def test_new_open_resolved_across_two_scans(buckets: list[ResourceRecord], data_
 
 def test_incomplete_target_keeps_previous_findings_open(buckets: list[ResourceRecord], data_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from include.estate.emulators import free_port
+    from localdev.emulators import free_port
 
     previous = diff([], _scan(buckets), scanned_at=NOW - timedelta(days=1))
     # aws-prod cannot be reached this time: the collector reports it, and returns no records.

@@ -5,7 +5,7 @@ Secrets policy (what ``test_no_literal_secrets_*`` enforce): a value whose name 
 (password, secret, key, token, fernet) is always a ``${VAR}`` reference to .env. The one literal default
 allowed is the metadata DB password ``airflow`` - ``${POSTGRES_PASSWORD:-airflow}`` - which the official
 Airflow compose file uses for its local-only Postgres (not published on any port). The Azurite key in
-.env.emulators is Microsoft's published development key and must equal include/estate/emulators.py.
+.env.emulators is Microsoft's published development key and must equal localdev/emulators.py.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from include.estate import emulators as emu
+from localdev import emulators as emu
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
@@ -421,6 +421,23 @@ def test_emulators_only_in_their_profile(services: dict[str, Any]) -> None:
         assert port in services[name]["expose"], name
 
 
+def test_local_tooling_reaches_only_the_one_off_cli(
+    services: dict[str, Any], airflow_services: dict[str, dict[str, Any]]
+) -> None:
+    """localdev/ (emulators, demo seed) is not in the image: only airflow-cli mounts it, to seed the demo."""
+    cli = services["airflow-cli"]
+    mounts = dict(volume.split(":")[:2] for volume in cli["volumes"])
+    assert mounts.get("./localdev") == "/opt/airflow/localdev"
+    for source, target in PROJECT_MOUNTS.items():
+        assert mounts.get(source) == target, f"airflow-cli: {source} not mounted at {target}"
+    assert cli["environment"]["PYTHONPATH"] == "/opt/airflow"
+    for name, svc in airflow_services.items():
+        if name != "airflow-cli":
+            assert not any("localdev" in volume for volume in svc["volumes"]), f"{name} must not see localdev/"
+    assert AIRFLOW_SERVICES <= set(airflow_services) - {"airflow-cli"}
+    assert "airflow-cli python -m localdev.seed" in COMPOSE_FILE.read_text()
+
+
 def test_backing_services_are_not_published(services: dict[str, Any]) -> None:
     for name in BACKING_SERVICES | EMULATOR_SERVICES:
         assert "ports" not in services[name], f"{name} must stay on the compose network"
@@ -432,7 +449,7 @@ def test_no_literal_secrets_in_compose(compose: dict[str, Any]) -> None:
 
 
 def test_emulator_connections_match_the_local_estate(services: dict[str, Any]) -> None:
-    """.env.emulators = include/estate/emulators.py's connections, pointed at the compose services."""
+    """.env.emulators = localdev/emulators.py's connections, pointed at the compose services."""
     active, alternatives = parse_env(ENV_EMULATORS.read_text())
     assert not alternatives
     local = emu.Emulators(aws_port=5000, gcs_port=9023, azure_port=10000).environment()
@@ -482,6 +499,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
     lines = [line for line in DOCKERIGNORE.read_text().splitlines() if line and not line.startswith("#")]
     assert lines[0] == "*", "allow-list: ignore everything, then re-include"
     assert {"!requirements.lock", "!dags/", "!include/", "!plugins/", "!config/"} <= set(lines)
+    assert not any(line.startswith("!localdev") for line in lines), "local-only tooling stays out of the image"
     assert not any(line.startswith("!") and (".env" in line or ".venv" in line) for line in lines)
 
 

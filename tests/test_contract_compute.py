@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from include.inventory.collect import classify
+from include.clouds.errors import classify
 from include.inventory.registry import ListContext, listers_for
 from include.records import ResourceRecord
 from include.targets import Target

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from include.estate import emulators as emulators_mod
-from include.estate.seed import SEED_TAG, SeedReport, load_spec
 from include.inventory.collect import TargetInventory, collect_target
 from include.records import ResourceRecord
 from include.targets import Target, load_targets
+from localdev import emulators as emulators_mod
+from localdev.seed import SEED_TAG, SeedReport, load_spec
 
 PREVENTION_DEFAULT = "inherited"
 
@@ -28,7 +28,7 @@ PREVENTION_DEFAULT = "inherited"
 @pytest.fixture
 def gcp_azure_estate(clean_clouds: emulators_mod.Emulators) -> SeedReport:
     """Emulators emptied, then only the gcp and azure sections of the estate seeded."""
-    from include.estate.seed import seed_estate
+    from localdev.seed import seed_estate
 
     return seed_estate(clouds=("gcp", "azure"))
 
@@ -56,7 +56,7 @@ def test_every_seeded_bucket_is_inventoried(gcp_azure_estate: SeedReport) -> Non
         a = record.attributes
         location = entry.get("location", "US").upper()
         assert record.resource_type == "gcp.storage.bucket"
-        assert record.service == "gcs"
+        assert record.service == "storage"
         assert record.cloud == "gcp" and record.account == target.account and record.target == target.name
         assert record.resource_id == f"//storage.googleapis.com/projects/_/buckets/{entry['name']}"
         assert record.region == location
@@ -101,7 +101,7 @@ def test_every_seeded_container_is_inventoried(gcp_azure_estate: SeedReport) -> 
         a = record.attributes
         access = entry.get("public_access", "private")
         assert record.resource_type == "azure.storage.container"
-        assert record.service == "blob"
+        assert record.service == "storage"
         assert record.cloud == "azure" and record.account == target.account
         # The public endpoint of the target's account, never the emulator URL.
         assert record.resource_id == f"https://{target.storage_account}.blob.core.windows.net/{entry['name']}"
@@ -132,7 +132,7 @@ def test_collector_results_are_complete(gcp_azure_estate: SeedReport) -> None:
         ("gcp-prod", "gcp.storage.bucket", len(spec["gcp"]["buckets"])),
         ("azure-prod", "azure.storage.container", len(spec["azure"]["containers"])),
     ):
-        # No services passed: the target's own `services` (gcs / blob) keep the compute listers, which
+        # No services passed: the target's own `services` ([storage]) keep the compute listers, which
         # no emulator serves, out of the local run.
         inventory = collect_target(targets.get(name))
         summary = inventory.summary()
@@ -148,8 +148,7 @@ def test_objects_to_back_up_are_seeded(gcp_azure_estate: SeedReport) -> None:
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    from include.estate.seed_azure import object_body as blob_body
-    from include.estate.seed_gcp import object_body
+    from localdev.seed import object_body
 
     spec = load_spec()
     gcs = GCSHook(gcp_conn_id=emulators_mod.GCP_CONN_ID)
@@ -167,7 +166,7 @@ def test_objects_to_back_up_are_seeded(gcp_azure_estate: SeedReport) -> None:
     data = wasb.blob_service_client.get_blob_client(
         "customer-pii", "customers/object-001.txt"
     ).download_blob()
-    assert data.readall() == blob_body("customer-pii", "customers/object-001.txt", 1024)
+    assert data.readall() == object_body("customer-pii", "customers/object-001.txt", 1024)
 
 
 # ---- unreachable / refused targets --------------------------------------------------------------------
@@ -182,7 +181,7 @@ def _azure_target(conn_id: str) -> Target:
             "subscription": "00000000-0000-0000-0000-000000000000",
             "storage_account": emulators_mod.AZURITE_ACCOUNT,
             "regions": ["westeurope"],
-            "services": ["blob"],
+            "services": ["storage"],
         }
     )
 
@@ -234,7 +233,7 @@ def _gcp_target(conn_id: str) -> Target:
             "conn_id": conn_id,
             "project": "runbooks-broken",
             "regions": ["global"],
-            "services": ["gcs"],
+            "services": ["storage"],
         }
     )
 

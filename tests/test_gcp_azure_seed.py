@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from include.estate import emulators as emulators_mod
-from include.estate.seed import SeedError, SeedReport, load_spec, seed_estate
 from include.inventory.collect import collect_target
 from include.targets import load_targets
+from localdev import emulators as emulators_mod
+from localdev.seed import SeedError, SeedReport, load_spec, seed_estate
 
 
 def _inventory() -> list[dict[str, Any]]:
@@ -72,7 +72,8 @@ def test_seed_refuses_to_adopt_foreign_resources(clean_clouds: emulators_mod.Emu
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    from include.estate import seed_azure, seed_gcp
+    from localdev.seed import azure as seed_azure
+    from localdev.seed import gcp as seed_gcp
 
     targets = load_targets()
     spec = load_spec()
@@ -99,7 +100,8 @@ def test_seed_refuses_to_adopt_foreign_resources(clean_clouds: emulators_mod.Emu
 def test_malformed_entries_are_refused_before_any_call(
     cloud: str, entry: dict[str, Any], message: str
 ) -> None:
-    from include.estate import seed_azure, seed_gcp
+    from localdev.seed import azure as seed_azure
+    from localdev.seed import gcp as seed_gcp
 
     validate = seed_gcp._validate if cloud == "gcp" else seed_azure._validate
     with pytest.raises(SeedError, match=message):
@@ -107,8 +109,8 @@ def test_malformed_entries_are_refused_before_any_call(
 
 
 def test_tag_names_round_trip_through_azure_metadata() -> None:
-    from include.clouds.azure.inventory import metadata_to_tags
-    from include.estate.seed_azure import container_metadata
+    from include.clouds.azure.inventory.storage import metadata_to_tags
+    from localdev.seed.azure import container_metadata
 
     metadata = container_metadata(
         {"seed_id": "blob-x", "tags": {"cost-center": "cc-1", "data-classification": "pii"}}

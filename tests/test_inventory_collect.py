@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from include.clouds.errors import classify
 from include.inventory import collect as collect_mod
 from include.inventory import registry
-from include.inventory.collect import classify, collect_target
+from include.inventory.collect import collect_target
 from include.records import ResourceRecord
 from include.targets import parse_targets
 
@@ -77,8 +78,28 @@ def test_failures_are_recorded_and_the_rest_completes(fake_listers: dict[str, in
 def test_services_filter_and_unknown_service(fake_listers: dict[str, int]) -> None:
     result = collect_target(TARGET, services=["ok"])
     assert result.complete and len(result.records) == 3
-    with pytest.raises(ValueError, match="unknown aws services: nope"):
+    with pytest.raises(ValueError, match=r"^unknown services: nope; known: aws: denied, down, ok$"):
         collect_target(TARGET, services=["nope"])
+    # A known service next to an unknown one does not make the unknown one pass unnoticed.
+    with pytest.raises(ValueError, match=r"^unknown services: nope; known: aws: denied, down, ok$"):
+        collect_target(TARGET, services=["ok", "nope"])
+
+
+def test_an_empty_service_list_lists_nothing(fake_listers: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only these services, and there are none: nothing is listed (never "everything"), not even the probe."""
+    probed: list[str] = []
+    monkeypatch.setattr(collect_mod, "probe", lambda target: probed.append(target.name))
+    result = collect_target(TARGET, services=[])
+    assert (result.records, result.errors, result.calls, probed) == ([], [], 0, [])
+    assert result.complete
+
+
+def test_the_targets_own_services_apply_when_none_are_passed(fake_listers: dict[str, int]) -> None:
+    target = TARGET.model_copy(update={"services": ("ok",)})
+    assert {r.service for r in collect_target(target).records} == {"ok"}
+    broken = TARGET.model_copy(update={"services": ("gcs",)})
+    with pytest.raises(ValueError, match="unknown services: gcs"):
+        collect_target(broken)
 
 
 def test_probe_failure_reports_the_target_once(fake_listers: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:

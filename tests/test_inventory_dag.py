@@ -33,7 +33,7 @@ def test_inventory_runbook_publishes_all_three_clouds(seeded, airflow_db, data_d
 def test_unreachable_target_fails_the_run_with_details_but_keeps_the_rest(
     seeded, airflow_db, data_dir: Path, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
-    from include.estate.emulators import free_port
+    from localdev.emulators import free_port
 
     targets = (Path(__file__).resolve().parents[1] / "config" / "targets.yaml").read_text()
     targets += (

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from include.inventory import store
 from include.records import ResourceRecord
@@ -54,6 +57,40 @@ def test_publish_versions_and_latest(data_dir: Path) -> None:
     assert json.loads((Path(summary2["path"]).parent / "summary.json").read_text())["errors"] == [error]
 
 
-def test_run_ids_become_safe_path_segments() -> None:
-    assert store.safe_run_id("manual__2026-11-28T23:00:00+00:00") == "manual__2026-11-28T23_00_00+00_00"
-    assert "/" not in store.safe_run_id("a/b c")
+def test_run_ids_become_safe_path_segments(data_dir: Path) -> None:
+    staged = store.staging_path("manual__2026-11-28T23:00:00+00:00", "aws-a")
+    assert staged.parent.name == "manual__2026-11-28T23_00_00+00_00"
+    assert staged.parent.parent == data_dir / "inventory" / "staging"
+    assert store.staging_path("a/b c", "t").parent.name == "a_b_c"
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(data_dir: Path) -> None:
+    path = store.staging_path("manual__3", "aws-a")
+    store.write_jsonl(path, [_record("aws-a", "b1")])
+    before = path.read_bytes()
+
+    def records_then_failure() -> Iterator[ResourceRecord]:
+        yield _record("aws-a", "b2")
+        raise RuntimeError("listing broke half-way")
+
+    with pytest.raises(RuntimeError, match="half-way"):
+        store.write_jsonl(path, records_then_failure())
+    assert path.read_bytes() == before, "the old file is intact"
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "no temp file left behind"
+
+
+def test_a_publish_that_fails_half_way_leaves_no_temp_file_and_latest_untouched(data_dir: Path) -> None:
+    good = store.staging_path("manual__4", "aws-a")
+    store.write_jsonl(good, [_record("aws-a", "b1")])
+    first = store.publish("manual__4", [good], [{"target": "aws-a", "errors": []}])
+    pointer = (store.inventory_dir() / "latest.json").read_text()
+
+    staged = [store.staging_path("manual__5", "aws-a"), store.staging_path("manual__5", "gcp-a")]
+    store.write_jsonl(staged[0], [_record("aws-a", "b2")])
+    staged[1].write_text(_record("gcp-a", "c1").to_json() + "\n{not json\n")  # a corrupt staged file
+    with pytest.raises(json.JSONDecodeError):
+        store.publish("manual__5", staged, [{"target": "aws-a", "errors": []}, {"target": "gcp-a", "errors": []}])
+    assert (store.inventory_dir() / "latest.json").read_text() == pointer, "latest still names the old version"
+    assert store.latest()["path"] == first["path"]
+    leftovers = [p for p in store.inventory_dir().rglob("*") if p.is_file() and p.name.startswith(".")]
+    assert leftovers == [], "no temp file left behind"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from include.local import Stack, write_dotenv
+from localdev.emulators import Emulators, free_port
+from localdev.stack import Stack, write_dotenv
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -31,7 +32,7 @@ def _env(home: Path, data: Path) -> dict[str, str]:
 def test_make_demo_runs_the_runbooks_through_the_api(tmp_path: Path) -> None:
     home, data = tmp_path / "local", tmp_path / "data"
     result = subprocess.run(
-        [sys.executable, "-m", "include.local", "demo", "--home", str(home)],
+        [sys.executable, "-m", "localdev", "demo", "--home", str(home)],
         cwd=PROJECT_ROOT, env=_env(home, data), capture_output=True, text=True, timeout=1200, check=False,
     )
     output = result.stdout + result.stderr
@@ -56,10 +57,10 @@ def test_make_demo_runs_the_runbooks_through_the_api(tmp_path: Path) -> None:
 def test_make_up_serves_until_down(tmp_path: Path) -> None:
     home, data = tmp_path / "local", tmp_path / "data"
     env = _env(home, data)
-    port = str(__import__("include.estate.emulators", fromlist=["free_port"]).free_port())
+    port = str(free_port())
     env["AIRFLOW_PORT"] = port
     proc = subprocess.Popen(
-        [sys.executable, "-m", "include.local", "up", "--home", str(home)],
+        [sys.executable, "-m", "localdev", "up", "--home", str(home)],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
@@ -80,7 +81,7 @@ def test_make_up_serves_until_down(tmp_path: Path) -> None:
         state = json.loads((home / "emulators.json").read_text())
         airflow_pid = int((home / "airflow.pid").read_text())
         down = subprocess.run(
-            [sys.executable, "-m", "include.local", "down", "--home", str(home)],
+            [sys.executable, "-m", "localdev", "down", "--home", str(home)],
             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
         )
         assert down.returncode == 0, down.stderr
@@ -94,8 +95,6 @@ def test_make_up_serves_until_down(tmp_path: Path) -> None:
 
 
 def test_dotenv_keeps_foreign_lines(tmp_path: Path) -> None:
-    from include.estate.emulators import Emulators
-
     dotenv = tmp_path / ".env"
     dotenv.write_text("FERNET_KEY=keep-me\nAIRFLOW_CONN_AWS_ESTATE='old'\n")
     write_dotenv(Emulators(aws_port=1, gcs_port=2, azure_port=3), dotenv)

@@ -22,14 +22,10 @@ from typing import Any
 
 import pytest
 
-from include.audit import (
-    AuditContext,
-    AuditRecord,
-    read_audit,
-    redact,
-    scrub,
-    write_audit,
-)
+from include.audit import AuditRecord, read_audit, write_audit
+from include.changes import engine, report
+from include.changes.model import NeedsInput, RequestError
+from include.changes.runbook import ChangeSet, approval_of
 from include.compliance.remediation import runner
 from include.compliance.remediation.registry import (
     RemediationError,
@@ -37,8 +33,9 @@ from include.compliance.remediation.registry import (
     get_fixer,
     permissions_for,
 )
-from include.estate.emulators import AZURITE_KEY
 from include.records import ResourceRecord
+from include.redaction import redact, scrub
+from localdev.emulators import AZURITE_KEY
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AWS, GCP, AZURE = "aws_estate", "gcp_estate", "azure_estate"
@@ -205,7 +202,7 @@ def container_state(name: str) -> dict[str, Any]:
 
 
 # ---- records from the real listers, findings from the real rule engine -----------------------------------
-_SERVICES = {"aws": ["s3", "ec2", "rds", "dynamodb"], "gcp": ["gcs"], "azure": ["blob"]}
+_SERVICES = {"aws": ["s3", "ec2", "rds", "dynamodb"], "gcp": ["storage"], "azure": ["storage"]}
 _TARGETS = {"aws": "aws-prod", "gcp": "gcp-prod", "azure": "azure-prod"}
 
 
@@ -315,7 +312,7 @@ CASES = [
          lambda s: s == "Enabled", ["aws_s3_bucket_versioning"], services=["s3"]),
     Case("rds-backup-retention", "aws.rds.backup_retention", "aws", "aws.rds.instance",
          lambda: make_db("db-short"), retention_state,
-         lambda s: s == 9, ["aws_rds_instance_backup_retention"], {"retention_days": 9}, services=["rds"]),
+         lambda s: s == 9, ["aws_rds_instance_backup_retention"], {"retention_days": 9, "verify_wait": 0}, services=["rds"]),
     Case("gcs-uniform-and-pap", "gcp.gcs.uniform_access_and_pap", "gcp", "gcp.storage.bucket",
          lambda: make_gcs_bucket("acl-bucket"), gcs_state,
          lambda s: s["ubla"] is True and s["pap"] == "enforced",
@@ -419,7 +416,7 @@ def test_tags_never_overwrite_and_fill_empty_values(clean_clouds: Any, data_dir:
         {"Key": "data-classification", "Value": "pii"}]})
     assert fixer.apply(change).changed
     assert s3_tags("tagged") == {"Owner": "alice", "cost_center": "cc-42", "data-classification": "pii"}
-    with pytest.raises(RemediationError, match="tag_values"):
+    with pytest.raises(NeedsInput, match="tag_values"):
         get_fixer("tags.required", "aws.s3.bucket").create({}).plan(record)
     with pytest.raises(RemediationError, match="not valid on Google Cloud"):
         get_fixer("tags.required", "gcp.storage.bucket").create({"tag_values": {"Owner": "Bob"}}).desired(
@@ -623,10 +620,50 @@ def _save_scan(records: list[ResourceRecord], rules: list[str]) -> list[Any]:
     return [f for f in findings if f.status == "fail"]
 
 
-def _audit(run_id: str, dry_run: bool, approver: str | None = None) -> AuditContext:
-    return AuditContext(runbook="remediate_findings", run_id=run_id, actor="tester", dry_run=dry_run,
-                        params={"api_token": "tok-123456789", "conn": f"AccountKey={AZURITE_KEY};x=1", "n": 1},
-                        idempotency_key=run_id, approver=approver)
+class FakeTI:
+    """The task instance's XCom push, as the plan task uses it (approval subject and body)."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+#: Secret-looking parameters a caller might pass: the audit trail must never show their values.
+_SECRET_PARAMS = {"api_token": "tok-123456789", "conn": f"AccountKey={AZURITE_KEY};x=1"}
+
+
+def task_context(run_id: str, params: dict[str, Any], user: str = "tester") -> dict[str, Any]:
+    """What Airflow gives the runbook's tasks: the run, its conf / params, the DAG's declared params."""
+    from types import SimpleNamespace
+
+    declared = {**{k: None for k in ("dry_run", "finding_ids", "rule", "resources", "tag_values", "retention_days",
+                                     "kms_key_id", "reason", "max_concurrency", "max_errors", "idempotency_key")},
+                **{k: None for k in _SECRET_PARAMS}}
+    return {
+        "run_id": run_id, "ti": FakeTI(), "params": dict(params),
+        "dag": SimpleNamespace(dag_id="remediate_findings", params=declared),
+        "dag_run": SimpleNamespace(dag_id="remediate_findings", run_id=run_id, conf=dict(params), run_type="manual",
+                                   triggering_user_name=user),
+    }
+
+
+APPROVE = {"chosen_options": ["Approve"], "approved": True, "responded_by": "carol", "timed_out": False}
+
+
+def run_remediation(run_id: str, **params: Any) -> dict[str, Any]:
+    """The runbook's tasks in the DAG's order, through the same functions (approved by carol)."""
+    ctx = task_context(run_id, {**params, **_SECRET_PARAMS})
+    planned = runner.REMEDIATION.plan(ctx, runner.resolve_request(ctx))
+    if not ChangeSet.from_dict(planned).needs_approval:
+        runner.REMEDIATION.report_plan(ctx, planned)
+    else:
+        assert ctx["ti"].pushed["approval_subject"].startswith("Apply ")
+        applied = runner.REMEDIATION.apply(ctx, planned, APPROVE)
+        verified = runner.REMEDIATION.verify(ctx, applied)
+        runner.REMEDIATION.report(ctx, planned=planned, decision=APPROVE, applied=applied, verified=verified)
+    return dict(json.loads(report.result_path(runner.WORDING, run_id).read_text()))
 
 
 def test_remediate_by_finding_ids_dry_run_then_apply(clean_clouds: Any, data_dir: Path) -> None:
@@ -639,64 +676,91 @@ def test_remediate_by_finding_ids_dry_run_then_apply(clean_clouds: Any, data_dir
     ids = [f.finding_id for f in failing]
     assert len(ids) == 5
 
-    dry = runner.remediate(runner.Request(finding_ids=tuple(ids)), audit=_audit("dry", True), run_id="dry")
+    dry = run_remediation("dry", finding_ids=ids)
     assert dry["status"] == "dry_run" and dry["totals"]["planned_changes"] == 5
     assert all("->" in line for line in dry["plan"]), dry["plan"]
     assert versioning_state("fleet-a") is None and pab_state("fleet-b") == {}
     assert container_state("fleet-c")["public"] == "container"
     assert {r.outcome for r in read_audit(run_id="dry")} == {"skipped"}
 
-    request = runner.Request(finding_ids=tuple(ids), dry_run=False, reason="CHG-1")
-    done = runner.remediate(request, audit=_audit("real", False, approver="carol"), run_id="real")
+    done = run_remediation("real", finding_ids=ids, dry_run=False, reason="CHG-1")
     assert done["status"] == "fixed", done["failed"]
-    assert done["totals"] == {**done["totals"], "changed": 5, "fixed": 5, "failed": 0, "not_fixed": 0}
+    assert done["totals"] == {**done["totals"], "changed": 5, "verified": 5, "failed": 0, "not_verified": 0}
+    assert done["approver"] == "carol"
     assert versioning_state("fleet-a") == "Enabled" and all(pab_state("fleet-b").values())
     assert container_state("fleet-c")["public"] is None
 
     trail = read_audit(run_id="real")
     assert {(r.step, r.outcome) for r in trail} == {("plan", "skipped"), ("apply", "changed"), ("verify", "unchanged")}
-    assert len(trail) == 15 and all(r.approver == "carol" and r.actor == "tester" for r in trail)
+    assert len(trail) == 15 and all(r.actor == "tester" for r in trail)
+    assert all(r.approver == "carol" for r in trail if r.step != "plan")
     applies = [r for r in trail if r.step == "apply"]
     assert all(r.before != r.after for r in applies)
     text = "".join(p.read_text() for p in (data_dir / "audit").glob("*.jsonl"))
     assert AZURITE_KEY not in text and "tok-123456789" not in text and "testing" not in text
 
-    # the same request again changes nothing
-    again = runner.remediate(request, audit=_audit("again", False), run_id="again")
-    assert again["status"] == "fixed" and again["totals"]["planned_changes"] == 0 and again["totals"]["changed"] == 0
+    # the same request again (a new key) changes nothing: everything is already compliant
+    again = run_remediation("again", finding_ids=ids, dry_run=False, reason="CHG-1")
+    assert again["status"] == "compliant" and again["totals"]["planned_changes"] == 0
+    assert again["totals"]["changed"] == 0
 
 
 def test_a_failing_fixer_leaves_the_others_fixed(clean_clouds: Any, data_dir: Path) -> None:
+    from include.audit import AuditContext
+
     for name in ("keep-1", "gone-2", "keep-3"):
         make_bucket(name)
     ids = [f.finding_id for f in _save_scan(inventory("aws", ["s3"]), ["aws_s3_bucket_versioning"])]
     request = runner.Request(finding_ids=tuple(ids), dry_run=False, reason="CHG-2")
-    audit = _audit("partial", False, approver="carol")
-    entries = runner.plan(runner.resolve(request), request.options, audit=audit)
-    assert len(runner.changes(entries)) == 3
+    audit = AuditContext(runbook="remediate_findings", run_id="partial", actor="tester", dry_run=False,
+                         approver="carol")
+    resolve = runner.resolver(request.options)
+    items = engine.plan_items(runner.resolve(request), resolve, audit=audit)
+    assert len(engine.changes(items)) == 3
     s3().delete_bucket(Bucket="gone-2")  # deleted between plan (approval) and apply
-    entries = runner.apply(entries, request.options, audit=audit)
-    entries = runner.verify(entries, request.options, audit=audit)
-    by_name = {e.record.name: e for e in entries}
+    items = engine.apply_items(items, resolve, rate=request.rate, audit=audit)
+    items = engine.verify_items(items, resolve, audit=audit)
+    by_name = {i.record.name: i for i in items}
     assert by_name["keep-1"].outcome == by_name["keep-3"].outcome == "changed"
     assert by_name["gone-2"].outcome == "failed" and "NoSuchBucket" in (by_name["gone-2"].apply_error or "")
     assert versioning_state("keep-1") == versioning_state("keep-3") == "Enabled"
-    result = runner.summarise(entries, request=request, status="failed", run_id="partial")
+    result = report.summarise(items, runner.WORDING, status="failed", run_id="partial", dry_run=False,
+                              request=request.to_dict())
     assert [f["resource_id"] for f in result["failed"]] == ["arn:aws:s3:::gone-2"]
-    assert [f["resource_id"] for f in result["not_fixed"]] == ["arn:aws:s3:::gone-2"]
+    assert [f["resource_id"] for f in result["not_verified"]] == ["arn:aws:s3:::gone-2"]
     failed = [r for r in read_audit(run_id="partial") if r.outcome == "failed"]
     assert {(r.step, r.resource) for r in failed} == {("apply", "arn:aws:s3:::gone-2"), ("verify", "arn:aws:s3:::gone-2")}
 
 
-def test_unknown_finding_id_changes_nothing(clean_clouds: Any, data_dir: Path) -> None:
+def test_a_bucket_gone_before_a_dry_run_fails_the_plan(clean_clouds: Any, data_dir: Path) -> None:
+    """A plan error that is not missing input (here: the resource no longer exists) fails a dry run too."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    for name in ("still-here", "vanished"):
+        make_bucket(name)
+    ids = [f.finding_id for f in _save_scan(inventory("aws", ["s3"]), ["aws_s3_bucket_versioning"])]
+    s3().delete_bucket(Bucket="vanished")
+    with pytest.raises(AirflowFailException, match="could not be planned") as failed:
+        run_remediation("dry-gone", finding_ids=ids)
+    assert "vanished" in str(failed.value) and "NoSuchBucket" in str(failed.value)
+    saved = json.loads(report.result_path(runner.WORDING, "dry-gone").read_text())
+    assert saved["status"] == "plan_failed" and [f["resource_id"] for f in saved["failed"]] == ["arn:aws:s3:::vanished"]
+    assert saved["needs_input"] == [] and versioning_state("still-here") is None
+
+
+def test_unknown_finding_id_and_unknown_parameter_change_nothing(clean_clouds: Any, data_dir: Path) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
     make_bucket("untouched")
     known = [f.finding_id for f in _save_scan(inventory("aws", ["s3"]), ["aws_s3_bucket_versioning"])]
     bogus = "aws_s3_bucket_versioning:0123456789abcdef"
-    request = runner.Request(finding_ids=(known[0], bogus), dry_run=False, reason="x")
-    with pytest.raises(RemediationError, match=f"unknown finding ids.*{bogus}"):
-        runner.remediate(request, audit=_audit("bogus", False))
+    with pytest.raises(AirflowFailException, match=f"unknown finding ids.*{bogus}"):
+        run_remediation("bogus", finding_ids=[known[0], bogus], dry_run=False, reason="x")
+    # a typo in a parameter name is refused, naming the allowed ones (never silently ignored)
+    with pytest.raises(AirflowFailException, match="unknown parameter.*'finding_id'.*allowed:.*finding_ids"):
+        run_remediation("typo", finding_id=known, dry_run=False, reason="x")
     assert versioning_state("untouched") is None
-    assert read_audit(run_id="bogus") == []
+    assert read_audit(run_id="bogus") == [] and read_audit(run_id="typo") == []
 
 
 def test_request_validation_and_rule_form(clean_clouds: Any, data_dir: Path) -> None:
@@ -718,7 +782,7 @@ def test_request_validation_and_rule_form(clean_clouds: Any, data_dir: Path) -> 
     publish("inv-1", [staged], [{"target": "aws-prod", "errors": []}])
 
     ok = runner.resolve(runner.Request(rule="aws_s3_bucket_versioning", resources=("by-rule",)))
-    assert [(e.fixer, e.resource_id) for e in ok] == [("aws.s3.versioning", "arn:aws:s3:::by-rule")]
+    assert [(i.step, i.resource_id) for i in ok] == [("aws.s3.versioning", "arn:aws:s3:::by-rule")]
     with pytest.raises(RemediationError, match="unknown resource 'nope'"):
         runner.resolve(runner.Request(rule="aws_s3_bucket_versioning", resources=("by-rule", "nope")))
     with pytest.raises(RemediationError, match="has no fixer"):
@@ -729,12 +793,13 @@ def test_request_validation_and_rule_form(clean_clouds: Any, data_dir: Path) -> 
         runner.resolve(runner.Request(rule="aws_required_tags", resources=("by-rule",), dry_run=False, reason="x"))
     # a dry run without tag_values still plans, and says what a real run would need
     dry = runner.Request(rule="aws_required_tags", resources=("by-rule",))
-    (entry,) = runner.plan(runner.resolve(dry), dry.options)
+    (entry,) = engine.plan_items(runner.resolve(dry), runner.resolver(dry.options))
     assert entry.needs_input and "tag_values" in (entry.plan_error or "")
-    summary = runner.summarise([entry], request=dry, status="dry_run", run_id="r")
+    summary = report.summarise([entry], runner.WORDING, status="dry_run", run_id="r", dry_run=True,
+                               request=dry.to_dict())
     assert summary["failed"] == [] and [n["resource_id"] for n in summary["needs_input"]] == [entry.resource_id]
-    assert runner.plan_errors([entry], include_needs_input=False) == []
-    assert "NEEDS INPUT" in runner.plan_lines([entry])[0]
+    assert engine.plan_errors([entry], include_needs_input=False) == []
+    assert "NEEDS INPUT" in report.plan_lines([entry], runner.WORDING)[0]
     assert versioning_state("by-rule") is None and s3_tags("by-rule") == {}
 
 
@@ -805,7 +870,7 @@ def test_dag_wiring_and_approval_gate(dag: Any) -> None:
     assert params["dry_run"] is True and params["retention_days"] == 7
     schema = {k: params.get_param(k).schema for k in params}
     assert schema["retention_days"]["minimum"] == 1 and schema["retention_days"]["maximum"] == 35
-    assert schema["finding_ids"]["type"] == "array" and schema["tag_values"]["type"] == "object"
+    assert schema["finding_ids"]["type"] == ["null", "array"] and schema["tag_values"]["type"] == ["null", "object"]
     assert "## Steps" in dag.doc_md and "**Owner:**" in dag.doc_md
 
 
@@ -820,12 +885,12 @@ def test_approval_decision_recorded_and_enforced() -> None:
     timeout = decision_from_event({"chosen_options": ["Reject"], "params_input": {}, "responded_at": at,
                                    "responded_by_user": None, "timedout": True})
     assert timeout["approved"] is False and timeout["responded_by"] is None and timeout["timed_out"] is True
-    assert runner.approval_of(approved, require_approved=True) == "carol"
-    with pytest.raises(RemediationError, match="not approved"):
-        runner.approval_of(timeout, require_approved=True)
-    with pytest.raises(RemediationError, match="no approval"):
-        runner.approval_of(None, require_approved=True)
-    assert runner.approval_of(timeout) is None
+    assert approval_of(approved, require_approved=True) == "carol"
+    with pytest.raises(RequestError, match="not approved"):
+        approval_of(timeout, require_approved=True)
+    with pytest.raises(RequestError, match="no approval"):
+        approval_of(None, require_approved=True)
+    assert approval_of(timeout) is None
 
     # the decision is pushed before the stock operator skips downstream tasks on Reject
     pushed: dict[str, Any] = {}
@@ -941,7 +1006,7 @@ def test_dag_dry_run_plans_and_changes_nothing(clean_clouds: Any, data_dir: Path
     assert tasks["report_plan"] == "success"
     assert {tasks[t] for t in ("approve_changes", "apply_changes", "verify_changes", "report")} == {"skipped"}
     assert versioning_state("dag-dry") is None
-    saved = json.loads(runner.result_path(result["run_id"]).read_text())
+    saved = json.loads(report.result_path(runner.WORDING, result["run_id"]).read_text())
     assert saved["status"] == "dry_run" and saved["totals"]["planned_changes"] == 1
     assert "versioning 'Disabled' -> 'Enabled'" in saved["plan"][0]
     assert {r.outcome for r in read_audit(run_id=result["run_id"])} == {"skipped"}
@@ -972,12 +1037,12 @@ def test_dag_approval_path(option: str, clean_clouds: Any, data_dir: Path, airfl
     assert result["state"] == "success", result["output"][-4000:]
     tasks = result["tasks"]
     assert tasks["approve_changes"] == "success" and tasks["report_plan"] == "skipped"
-    saved = json.loads(runner.result_path(run_id).read_text())
+    saved = json.loads(report.result_path(runner.WORDING, run_id).read_text())
     trail = read_audit(run_id=run_id)
     assert {r.outcome for r in trail if r.step == "plan"} == {"skipped"}
     if option == "Approve":
         assert {tasks[t] for t in ("apply_changes", "verify_changes", "report")} == {"success"}
-        assert saved["status"] == "fixed" and saved["approver"] == "approver" and saved["totals"]["fixed"] == 2
+        assert saved["status"] == "fixed" and saved["approver"] == "approver" and saved["totals"]["verified"] == 2
         assert versioning_state("dag-hitl") == "Enabled" and container_state("dag-hitl-c")["public"] is None
         assert {r.approver for r in trail if r.step in ("apply", "verify")} == {"approver"}
         assert sorted(r.outcome for r in trail if r.step == "apply") == ["changed", "changed"]

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from include.compliance.model import SEVERITIES, Severity
 from include.compliance.registry import RuleMeta, get_rule, rule_ids
+from include.paths import CONFIG_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_POLICY_FILE = PROJECT_ROOT / "config" / "compliance" / "policy.yaml"
+DEFAULT_POLICY_FILE = CONFIG_DIR / "compliance" / "policy.yaml"
 
 
 class PolicyError(ValueError):

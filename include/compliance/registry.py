@@ -1,7 +1,10 @@
 """The compliance rule registry: metadata as data, logic as a small pure function over one record.
 
-A rule is one decorated function in ``include/compliance/rules/<cloud>.py`` (or ``common.py`` for the
-cross-cloud ones)::
+A rule is one decorated function in a module of ``include/compliance/rules/``: one module per cloud
+service (``rules/aws/s3.py``, ``rules/gcp/storage.py``, ``rules/azure/storage.py`` ...) and
+``rules/common.py`` for the cross-cloud ones. Every module of that package is imported by
+:func:`load_rules` (found with ``pkgutil``; modules whose name starts with ``_`` are helpers), so
+adding a rule, or a new service file, touches one place::
 
     @rule(
         id="aws_s3_bucket_versioning",
@@ -10,7 +13,7 @@ cross-cloud ones)::
         resource_types=("aws.s3.bucket",),
         rationale="...",
         remediation="...",
-        frameworks={"AWS-FSBP": ["S3.14"]},
+        frameworks={"AWS-SecurityHub": ["S3.14"]},
         fixer="aws.s3.versioning",
     )
     def s3_versioning(record: ResourceRecord, ctx: RuleContext) -> Verdict | None:
@@ -18,53 +21,38 @@ cross-cloud ones)::
 
 The function reads only the documented record fields (``docs/inventory-records.md``), the rule context
 (target, scan time, thresholds, facts computed once per scan) and returns a :class:`Verdict`, or
-``None`` when the rule does not apply to that resource. It never calls a cloud.
+``None`` when the rule does not apply to that resource. It never calls a cloud, and no rule module
+imports a cloud SDK.
 
-Metadata is validated when the rule is registered: a bad id, an unknown severity, framework, resource
-type or fixer, an empty remediation or a duplicate id raises :class:`RuleDefinitionError` naming the
-rule. A broken rule stops the scan loudly; it is never skipped.
+Metadata is validated when the rule is registered: a bad id, an unknown severity, resource type or
+fixer, an empty remediation, a duplicate id, or a framework control that is not in that framework's
+catalogue (``config/compliance/frameworks/``, see :mod:`include.compliance.frameworks`) raises
+:class:`RuleDefinitionError` naming the rule. A broken rule stops the scan loudly; it is never skipped.
+
+A rule cites a framework control when it checks the setting that control checks, on the same kind of
+resource; a threshold may differ from the control's default (both are parameters), but a weaker or a
+different check is not cited (e.g. "root has MFA" is not FSBP IAM.6, "root has hardware MFA").
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
+from include.compliance.frameworks import CatalogueError, check_citation
 from include.compliance.model import SEVERITIES, Severity, Verdict
+from include.paths import PROJECT_ROOT
 from include.records import ResourceRecord
 from include.targets import CLOUDS, Target
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_DOC = PROJECT_ROOT / "docs" / "inventory-records.md"
 
-#: Frameworks a rule may cite, with what their control ids refer to.
-FRAMEWORKS: dict[str, str] = {
-    "CIS-AWS-3.0": "CIS Amazon Web Services Foundations Benchmark v3.0.0",
-    "CIS-GCP-3.0": "CIS Google Cloud Platform Foundation Benchmark v3.0.0",
-    "CIS-Azure-2.1": "CIS Microsoft Azure Foundations Benchmark v2.1.0",
-    "AWS-FSBP": "AWS Foundational Security Best Practices (AWS Security Hub control ids)",
-    "GDPR": "EU General Data Protection Regulation (articles)",
-    "HIPAA": "HIPAA Security Rule (45 CFR Part 164 sections)",
-    "Internal": "This project's own baseline: hygiene, cost and tagging rules no benchmark covers",
-}
-#: The CIS benchmark of each cloud (the report groups by it).
-CIS_FRAMEWORK: dict[str, str] = {"aws": "CIS-AWS-3.0", "gcp": "CIS-GCP-3.0", "azure": "CIS-Azure-2.1"}
-#: Shape of a control id per framework (catches typos such as "CIS 2.1.4" or "2,1,4").
-_CONTROL_ID = {
-    "CIS-AWS-3.0": re.compile(r"^\d+(\.\d+){1,2}$"),
-    "CIS-GCP-3.0": re.compile(r"^\d+(\.\d+){1,2}$"),
-    "CIS-Azure-2.1": re.compile(r"^\d+(\.\d+){1,2}$"),
-    "AWS-FSBP": re.compile(r"^[A-Za-z0-9]+\.\d+$"),
-    "GDPR": re.compile(r"^Art\.\d+(\(\d+\))?(\([a-z]\))?$"),
-    "HIPAA": re.compile(r"^164\.\d+(\([A-Za-z0-9]+\))*$"),
-    "Internal": re.compile(r"^[A-Z]+-\d+$"),
-}
 #: Fixers the remediation runbook implements (``include/compliance/remediation/``).
 FIXERS: tuple[str, ...] = (
     "aws.s3.block_public_access",
@@ -76,13 +64,8 @@ FIXERS: tuple[str, ...] = (
     "tags.required",
 )
 RULE_ID = re.compile(r"^(aws|gcp|azure)_[a-z0-9]+(_[a-z0-9]+)+$")
-#: Modules that register rules when imported (no cloud SDK in any of them: DAG parsing stays cheap).
-RULE_MODULES: tuple[str, ...] = (
-    "include.compliance.rules.aws",
-    "include.compliance.rules.gcp",
-    "include.compliance.rules.azure",
-    "include.compliance.rules.common",
-)
+#: The package whose every module registers rules when imported (no cloud SDK in any of them).
+RULES_PACKAGE = "include.compliance.rules"
 
 
 class RuleDefinitionError(ValueError):
@@ -131,6 +114,7 @@ class RuleMeta:
         return {name: list(ids) for name, ids in self.frameworks.items()}
 
     def to_dict(self) -> dict[str, Any]:
+        """The metadata as plain JSON-able data (rule listings, SARIF rule descriptors)."""
         return {
             "id": self.id,
             "title": self.title,
@@ -201,9 +185,11 @@ class Rule:
 
     @property
     def id(self) -> str:
+        """The rule id (``meta.id``)."""
         return self.meta.id
 
     def applies_to(self, record: ResourceRecord) -> bool:
+        """Whether the record's resource type is one the rule evaluates."""
         return record.resource_type in self.meta.resource_types
 
 
@@ -240,15 +226,12 @@ def validate_meta(meta: RuleMeta) -> None:
     if not meta.frameworks:
         raise bad("maps to no framework control (use 'Internal' for the project's own baseline)")
     for framework, controls in meta.frameworks.items():
-        if framework not in FRAMEWORKS:
-            raise bad(f"unknown framework {framework!r} (known: {', '.join(FRAMEWORKS)})")
-        if framework.startswith("CIS-") and framework != CIS_FRAMEWORK[meta.cloud]:
-            raise bad(f"framework {framework!r} is not the CIS benchmark of {meta.cloud}")
-        if not controls:
-            raise bad(f"framework {framework!r} lists no control id")
-        for control in controls:
-            if not isinstance(control, str) or not _CONTROL_ID[framework].match(control):
-                raise bad(f"control id {control!r} is not a valid {framework} id")
+        try:
+            problem = check_citation(framework, tuple(controls), meta.cloud)
+        except CatalogueError as exc:
+            raise bad(f"cannot check its framework controls: {exc}") from exc
+        if problem:
+            raise bad(problem)
     if meta.fixer is not None and meta.fixer not in FIXERS:
         raise bad(f"unknown fixer {meta.fixer!r} (known: {', '.join(FIXERS)})")
     for key, value in meta.params.items():
@@ -319,9 +302,21 @@ def fact(name: str) -> Callable[[Callable[[list[ResourceRecord]], Any]], Callabl
     return decorate
 
 
+@lru_cache(maxsize=1)
+def rule_modules() -> tuple[str, ...]:
+    """Every module of :data:`RULES_PACKAGE`, sub-packages included, except ``_helpers``-style ones."""
+    package = importlib.import_module(RULES_PACKAGE)
+    found = [
+        info.name
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{RULES_PACKAGE}.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    ]
+    return tuple(sorted(found))
+
+
 def load_rules() -> None:
-    """Import every rule module (idempotent)."""
-    for module in RULE_MODULES:
+    """Import every rule module (idempotent): each registers its rules on first import."""
+    for module in rule_modules():
         importlib.import_module(module)
 
 
@@ -332,6 +327,7 @@ def all_rules() -> list[Rule]:
 
 
 def get_rule(rule_id: str) -> Rule:
+    """The rule with id ``rule_id``; KeyError naming it when there is none."""
     load_rules()
     try:
         return _RULES[rule_id]
@@ -340,6 +336,7 @@ def get_rule(rule_id: str) -> Rule:
 
 
 def rule_ids() -> list[str]:
+    """Every registered rule id, sorted."""
     load_rules()
     return sorted(_RULES)
 

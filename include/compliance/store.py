@@ -28,12 +28,14 @@ from typing import Any
 
 from include.compliance.engine import sort_findings
 from include.compliance.model import SEVERITIES, Finding
-from include.inventory.store import atomic_write_text, data_dir, safe_run_id
+from include.fileio import atomic_write_text
+from include.paths import data_dir, safe_segment
 
 _FAILING = ("fail", "waived")
 
 
 def compliance_dir(base: Path | None = None) -> Path:
+    """The compliance folder of the data directory (``<data>/compliance``)."""
     return (base or data_dir()) / "compliance"
 
 
@@ -45,7 +47,7 @@ def _iso(value: datetime) -> str:
 def new_scan_id(scanned_at: datetime, run_id: str | None = None) -> str:
     """``<UTC time>`` or ``<UTC time>_<run id>``: sortable, one path segment."""
     stamp = _iso(scanned_at).replace("-", "").replace(":", "")
-    return f"{stamp}_{safe_run_id(run_id)}" if run_id else stamp
+    return f"{stamp}_{safe_segment(run_id)}" if run_id else stamp
 
 
 def totals(findings: Iterable[Finding]) -> dict[str, Any]:
@@ -104,7 +106,7 @@ def save_scan(
 
 def load_scan(path: Path | str) -> dict[str, Any]:
     """A saved scan document with its findings as :class:`Finding` objects."""
-    document = json.loads(Path(path).read_text())
+    document: dict[str, Any] = json.loads(Path(path).read_text())
     document["findings"] = [Finding.from_dict(f) for f in document.get("findings", [])]
     return document
 

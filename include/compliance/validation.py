@@ -36,10 +36,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from include.fileio import atomic_write_text
+from include.paths import CONFIG_DIR
 from include.records import ResourceRecord
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SUITES_DIR = PROJECT_ROOT / "config" / "expectations"
+DEFAULT_SUITES_DIR = CONFIG_DIR / "expectations"
 
 #: Columns that are ResourceRecord fields (everything else is looked up in ``attributes``).
 RECORD_FIELDS = ("cloud", "target", "account", "region", "service", "resource_type", "resource_id", "name")
@@ -430,9 +431,9 @@ def validate_inventory(
     if out is not None:
         if renderer != "gx-data-docs":
             own = out / "validation.html"
-            own.write_text(render_html(summary))
+            atomic_write_text(own, render_html(summary))
             summary = replace(summary, html_path=str(own))
-        (out / "validation.json").write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True, default=str))
+        atomic_write_text(out / "validation.json", json.dumps(summary.to_dict(), indent=2, sort_keys=True, default=str))
     return summary
 
 

@@ -26,9 +26,9 @@ from typing import Any
 import yaml
 
 from include.compliance.model import Finding, Waiver
+from include.paths import CONFIG_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_WAIVERS_FILE = PROJECT_ROOT / "config" / "compliance" / "waivers.yaml"
+DEFAULT_WAIVERS_FILE = CONFIG_DIR / "compliance" / "waivers.yaml"
 _FIELDS = ("rule", "resource", "reason", "owner", "expires")
 
 

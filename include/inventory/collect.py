@@ -7,50 +7,16 @@ target whose connection cannot be reached at all is probed once and reported onc
 
 from __future__ import annotations
 
-import importlib
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from include.inventory.registry import GLOBAL, ListContext, Lister, listers_for
+from include.clouds.errors import classify
+from include.inventory.registry import GLOBAL, ListContext, Lister, cloud_package, listers_for
 from include.records import ResourceRecord
 from include.targets import Target
-
-_ACCESS_DENIED_CODES = {
-    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError",
-    "AuthorizationFailure", "InvalidClientTokenId", "UnrecognizedClientException", "Forbidden",
-    "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId",
-}
-_UNREACHABLE_NAMES = {
-    "EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError",
-    "ConnectionError", "ConnectionRefusedError", "ServiceRequestError", "ServiceResponseError",
-    "NewConnectionError", "MaxRetryError", "RetryError", "TransportError", "ServiceUnavailable",
-    "socket.timeout", "TimeoutError",
-}
-_DENIED_NAMES = {"Forbidden", "PermissionDenied", "Unauthorized", "ClientAuthenticationError", "NoCredentialsError"}
-
-
-def classify(exc: BaseException) -> str:
-    """``unreachable`` | ``access_denied`` | ``error``, from the exception alone (no SDK imports)."""
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):  # botocore ClientError
-        code = str(response.get("Error", {}).get("Code", ""))
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _ACCESS_DENIED_CODES or status == 403:
-            return "access_denied"
-    status_code = getattr(exc, "status_code", None) or getattr(exc, "code", None)
-    if names & _DENIED_NAMES or status_code in (401, 403):
-        return "access_denied"
-    if names & _UNREACHABLE_NAMES:
-        return "unreachable"
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and cause is not exc:
-        inner = classify(cause)
-        if inner != "error":
-            return inner
-    return "error"
 
 
 def _message(exc: BaseException, limit: int = 500) -> str:
@@ -106,9 +72,8 @@ class TargetInventory:
 
 
 def probe(target: Target) -> None:
-    """Raise if the target's connection cannot be used at all (each cloud module defines ``probe``)."""
-    module = importlib.import_module(f"include.clouds.{target.cloud}.inventory")
-    module.probe(target)
+    """Raise if the target's connection cannot be used at all (each cloud's inventory package has ``probe``)."""
+    cloud_package(target.cloud).probe(target)
 
 
 def _work_items(target: Target, listers: list[Lister]) -> list[tuple[Lister, str]]:
@@ -120,14 +85,23 @@ def _work_items(target: Target, listers: list[Lister]) -> list[tuple[Lister, str
 
 
 def collect_target(
-    target: Target, *, max_workers: int = 4, services: list[str] | None = None
+    target: Target, *, max_workers: int = 4, services: Sequence[str] | None = None
 ) -> TargetInventory:
-    """List every registered resource type of ``target`` with at most ``max_workers`` calls in flight."""
+    """List the resources of ``target`` with at most ``max_workers`` calls in flight.
+
+    ``services``: ``None`` lists the target's own ``services`` (``config/targets.yaml``), else every
+    lister of its cloud; a sequence lists exactly those services, and an empty one lists nothing (no call
+    at all). A service the target's cloud has no lister for raises ``ValueError`` naming the known ones
+    (:func:`include.inventory.registry.validate_services`), before any cloud call.
+    """
     started = time.monotonic()
     result = TargetInventory(target=target.name, cloud=target.cloud, account=target.account)
-    # The caller's choice wins; else the target's own ``services``; else every lister of the cloud.
-    services = services or list(target.services) or None
+    if services is None:
+        services = list(target.services) or None
     listers = listers_for(target.cloud, services)
+    if not listers:
+        result.seconds = time.monotonic() - started
+        return result
     try:
         probe(target)
     except Exception as exc:

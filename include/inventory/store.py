@@ -14,56 +14,40 @@ Versions are never overwritten: each run writes its own folder; ``latest.json`` 
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from include.fileio import atomic_text_writer, atomic_write_text
+from include.paths import data_dir, safe_segment
 from include.records import ResourceRecord
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("RUNBOOKS_DATA_DIR", PROJECT_ROOT / "data"))
+#: Thin alias (with ``data_dir`` and ``atomic_write_text`` above) for importers outside the inventory that
+#: still take these from here: the remediation runner, include/compliance/store.py, include/notify.py,
+#: include/audit.py. Their home is include.paths / include.fileio; remove once those import from there.
+safe_run_id = safe_segment
 
 
 def inventory_dir(base: Path | None = None) -> Path:
+    """The inventory folder under ``base`` (default: the runbooks' data directory)."""
     return (base or data_dir()) / "inventory"
 
 
-def safe_run_id(run_id: str) -> str:
-    """A run id usable as one path segment."""
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", run_id)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_jsonl(path: Path, records: Iterable[ResourceRecord]) -> int:
-    """Write records as JSON Lines (atomically); return how many."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write records as JSON Lines (atomically: a failed write leaves the old file and no temp file); return how many."""
     count = 0
-    with os.fdopen(fd, "w") as handle:
+    with atomic_text_writer(path) as handle:
         for record in records:
             handle.write(record.to_json())
             handle.write("\n")
             count += 1
-    os.replace(tmp, path)
     return count
 
 
 def read_jsonl(path: Path) -> Iterator[ResourceRecord]:
+    """The records of one JSON Lines file, in file order."""
     with path.open() as handle:
         for line in handle:
             if line.strip():
@@ -71,7 +55,8 @@ def read_jsonl(path: Path) -> Iterator[ResourceRecord]:
 
 
 def staging_path(run_id: str, target: str, base: Path | None = None) -> Path:
-    return inventory_dir(base) / "staging" / safe_run_id(run_id) / f"{target}.jsonl"
+    """Where the collecting task of ``target`` stages its records for run ``run_id``."""
+    return inventory_dir(base) / "staging" / safe_segment(run_id) / f"{target}.jsonl"
 
 
 def publish(
@@ -88,7 +73,7 @@ def publish(
     """
     collected_at = collected_at or datetime.now(UTC)
     root = inventory_dir(base)
-    version = root / f"date={collected_at:%Y-%m-%d}" / f"run={safe_run_id(run_id)}"
+    version = root / f"date={collected_at:%Y-%m-%d}" / f"run={safe_segment(run_id)}"
     records_path = version / "inventory.jsonl"
 
     def merged() -> Iterator[ResourceRecord]:
@@ -121,15 +106,17 @@ def publish(
         root / "latest.json",
         json.dumps({k: summary[k] for k in ("run_id", "collected_at", "path", "complete")}, indent=2),
     )
-    staging = root / "staging" / safe_run_id(run_id)
+    staging = root / "staging" / safe_segment(run_id)
     shutil.rmtree(staging, ignore_errors=True)
     return summary
 
 
 def latest(base: Path | None = None) -> dict[str, Any]:
     """The pointer to the latest published inventory (raises FileNotFoundError when none exists)."""
-    return json.loads((inventory_dir(base) / "latest.json").read_text())
+    pointer: dict[str, Any] = json.loads((inventory_dir(base) / "latest.json").read_text())
+    return pointer
 
 
 def load_latest(base: Path | None = None) -> list[ResourceRecord]:
+    """The records of the latest published inventory."""
     return list(read_jsonl(Path(latest(base)["path"])))

@@ -1,33 +1,110 @@
-"""S3 as an :class:`~include.capabilities.object_store.ObjectStore`, through the Airflow S3Hook."""
+"""S3 as an :class:`~include.capabilities.object_store.ObjectStore`, through the Amazon provider's S3Hook session.
+
+Reads are ranged GETs, each pinned with ``If-Match`` on the ETag and, in versioned buckets, with the
+``VersionId``: an object overwritten mid-read fails the next range with 412 (or 404 for a deleted
+version) and the stream raises :class:`ObjectChangedError`; a version-pinned read of a versioned bucket
+keeps reading the old version. moto enforces both (``If-Match`` -> 412 PreconditionFailed, a deleted
+``VersionId`` -> 404 NoSuchVersion), so the tests exercise the real paths.
+
+Writes spool the stream (to learn its MD5 first), then send one ``PutObject`` (up to ``CHUNK_SIZE``) or a
+multipart upload whose parts each carry ``Content-MD5``; the whole-content MD5 is kept in the object's
+metadata because multipart ETags are not MD5s. moto 5.2.5 accepts a wrong ``Content-MD5`` on
+``PutObject`` and answers 500 on ``UploadPart`` (AWS answers 400 BadDigest to both), so that check is
+not exercised by the tests.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+import base64
+import hashlib
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any
 
 from include.capabilities._spool import spool
-from include.capabilities.object_store import CHUNK_SIZE, ObjectInfo
+from include.capabilities.object_store import (
+    CHUNK_SIZE,
+    ObjectChangedError,
+    ObjectInfo,
+    Pin,
+    pinned_info,
+    read_ranges,
+)
+from include.clouds.aws.clients import client_for
+from include.clouds.errors import error_code, http_status, is_not_found
 from include.records import utc_iso
 from include.targets import Target
 
 #: Object metadata key holding the content MD5 we computed on write (S3 ETags are not always MD5s).
 MD5_META = "content-md5-hex"
+#: S3 allows at most this many parts per multipart upload: larger objects get larger parts.
+MAX_PARTS = 10_000
+_HEX_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+def _b64(md5_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(md5_hex)).decode()
+
+
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def _changed(exc: BaseException) -> bool:
+    """412 on the ETag condition, or the pinned object / version is gone."""
+    return http_status(exc) == 412 or error_code(exc) == "PreconditionFailed" or is_not_found(exc)
+
+
+def _version(response: Mapping[str, Any]) -> str | None:
+    """The response's VersionId; None for unversioned objects.
+
+    S3 names an object written while versioning was off (or suspended) version ``"null"``; that version
+    is overwritten in place, so it identifies nothing and reads pin it by ETag instead. (moto also reports
+    ``"null"`` from CompleteMultipartUpload in never-versioned buckets, then refuses it in HeadObject.)
+    """
+    version = response.get("VersionId")
+    return str(version) if version and version != "null" else None
+
+
+def part_size(size: int) -> int:
+    """Bytes per multipart part: ``CHUNK_SIZE``, grown (in MiB steps) to keep within ``MAX_PARTS``."""
+    needed = math.ceil(size / MAX_PARTS)
+    mib = 1024 * 1024
+    return max(CHUNK_SIZE, math.ceil(needed / mib) * mib)
 
 
 class S3ObjectStore:
-    """Objects in the S3 buckets of one AWS target. ``md5`` is the content MD5 only when provable:
-    a single-part, non-KMS ETag, or the MD5 we stored in metadata on write."""
+    """Objects in the S3 buckets of one AWS target.
 
-    permissions = ("s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+    ``md5`` is the content MD5 only when provable: a single-part ETag of an object not encrypted with
+    KMS or a customer key, or the MD5 this class stored in the metadata on write.
+    """
+
+    permissions = (
+        "s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+    )
 
     def __init__(self, target: Target, region: str | None = None) -> None:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
         self.target = target
-        self.hook = S3Hook(aws_conn_id=target.conn_id, region_name=region or target.regions[0])
-        self.client: Any = self.hook.get_conn()
+        self.region = region or target.regions[0]
+        self.client: Any = client_for(target, "s3", self.region)
+
+    def _info(self, container: str, key: str, head: Mapping[str, Any]) -> ObjectInfo:
+        etag = str(head["ETag"]).strip('"')
+        metadata = {str(k): str(v) for k, v in dict(head.get("Metadata", {})).items()}
+        sse = str(head.get("ServerSideEncryption", ""))
+        plain = "-" not in etag and not sse.startswith("aws:kms") and "SSECustomerAlgorithm" not in head
+        stored = metadata.get(MD5_META)
+        md5 = etag if plain else (stored if stored and _HEX_MD5.fullmatch(stored) else None)
+        return ObjectInfo(
+            container=container, key=key, size=int(head["ContentLength"]), md5=md5, etag=etag,
+            last_modified=utc_iso(head["LastModified"]), metadata=metadata, version=_version(head),
+        )
 
     def list_objects(self, container: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object under ``prefix`` in key order (listing gives no MD5 or version: ``stat`` does)."""
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=container, Prefix=prefix):
             for item in page.get("Contents", []):
@@ -36,43 +113,107 @@ class S3ObjectStore:
                     etag=item["ETag"].strip('"'), last_modified=utc_iso(item["LastModified"]),
                 )
 
-    def stat(self, container: str, key: str) -> ObjectInfo:
-        from botocore.exceptions import ClientError
+    def _head(self, container: str, key: str, **conditions: str) -> ObjectInfo:
+        head = self.client.head_object(Bucket=container, Key=key, **conditions)
+        return self._info(container, key, head)
 
+    def stat(self, container: str, key: str, version: str | None = None) -> ObjectInfo:
+        """The object's (or one version's) metadata; ``KeyError`` when it does not exist."""
         try:
-            head = self.client.head_object(Bucket=container, Key=key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                raise KeyError(f"s3://{container}/{key}") from exc
+            return self._head(container, key, **({"VersionId": version} if version else {}))
+        except Exception as exc:
+            if is_not_found(exc):
+                raise KeyError(f"s3://{container}/{key}" + (f"?versionId={version}" if version else "")) from exc
             raise
-        etag = head["ETag"].strip('"')
-        metadata = dict(head.get("Metadata", {}))
-        plain = "-" not in etag and head.get("ServerSideEncryption") != "aws:kms"
-        return ObjectInfo(
-            container=container, key=key, size=int(head["ContentLength"]),
-            md5=etag if plain else metadata.get(MD5_META), etag=etag,
-            last_modified=utc_iso(head["LastModified"]), metadata=metadata,
-        )
 
-    def read(self, container: str, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        body = self.client.get_object(Bucket=container, Key=key)["Body"]
-        try:
-            yield from body.iter_chunks(chunk_size)
-        finally:
-            body.close()
+    def read(self, container: str, key: str, pin: Pin = None, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Ranged GETs of one version: ``VersionId`` when the bucket keeps versions, and ``If-Match`` on the ETag."""
+        info = pinned_info(self, container, key, pin)
+        location = f"s3://{container}/{key}"
+        conditions: dict[str, str] = {}
+        if info.version:
+            conditions["VersionId"] = info.version
+        if info.etag:
+            conditions["IfMatch"] = _quoted(info.etag)
+        if not conditions:
+            raise ValueError(f"cannot pin a read of {location}: the ObjectInfo has neither version nor ETag")
+
+        def fetch(first: int, last: int) -> bytes:
+            try:
+                response = self.client.get_object(
+                    Bucket=container, Key=key, Range=f"bytes={first}-{last}", **conditions,
+                )
+            except Exception as exc:
+                if _changed(exc):
+                    raise ObjectChangedError(location, info.version or info.etag, error_code(exc) or str(exc)) from exc
+                raise
+            body = response["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
+
+        yield from read_ranges(info, location, chunk_size, fetch)
 
     def write(
-        self, container: str, key: str, chunks: Iterable[bytes], *, size: int | None = None,
-        metadata: dict[str, str] | None = None,
+        self, container: str, key: str, chunks: Iterable[bytes], *, metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        handle, md5, _ = spool(chunks)
+        """Upload the stream (single PUT or multipart, every part MD5-checked by S3); return the stored version."""
+        handle, md5, size = spool(chunks)
+        meta = {**(metadata or {}), MD5_META: md5}
         try:
-            extra = {"Metadata": {**(metadata or {}), MD5_META: md5}}
-            # upload_fileobj switches to multipart above 8 MiB and streams from the spool file.
-            self.client.upload_fileobj(handle, container, key, ExtraArgs=extra)
+            if size <= CHUNK_SIZE:
+                response = self.client.put_object(
+                    Bucket=container, Key=key, Body=handle.read(), Metadata=meta, ContentMD5=_b64(md5),
+                )
+            else:
+                response = self._multipart(container, key, handle, size, meta)
         finally:
             handle.close()
-        return self.stat(container, key)
+        return self._written(container, key, response)
+
+    def _multipart(
+        self, container: str, key: str, handle: IO[bytes], size: int, meta: dict[str, str],
+    ) -> Mapping[str, Any]:
+        upload_id = self.client.create_multipart_upload(Bucket=container, Key=key, Metadata=meta)["UploadId"]
+        try:
+            parts: list[dict[str, Any]] = []
+            step = part_size(size)
+            while data := handle.read(step):
+                number = len(parts) + 1
+                part_md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+                response = self.client.upload_part(
+                    Bucket=container, Key=key, UploadId=upload_id, PartNumber=number, Body=data,
+                    ContentMD5=_b64(part_md5),
+                )
+                parts.append({"PartNumber": number, "ETag": response["ETag"]})
+                del data
+            completed: Mapping[str, Any] = self.client.complete_multipart_upload(
+                Bucket=container, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts},
+            )
+            return completed
+        except BaseException as exc:
+            try:
+                self.client.abort_multipart_upload(Bucket=container, Key=key, UploadId=upload_id)
+            except Exception as abort_exc:
+                exc.add_note(f"abort_multipart_upload({upload_id}) failed too ({abort_exc!r}): parts remain")
+            raise
+
+    def _written(self, container: str, key: str, response: Mapping[str, Any]) -> ObjectInfo:
+        """HEAD of exactly the version just written (its VersionId, or If-Match on its ETag)."""
+        conditions = {"IfMatch": _quoted(str(response["ETag"]))}
+        version = _version(response)
+        if version:
+            conditions["VersionId"] = version
+        try:
+            return self._head(container, key, **conditions)
+        except Exception as exc:
+            if _changed(exc):
+                raise ObjectChangedError(
+                    f"s3://{container}/{key}", str(response["ETag"]), "replaced or deleted right after it was written",
+                ) from exc
+            raise
 
     def delete(self, container: str, key: str) -> None:
+        """Remove the object (in a versioned bucket: add a delete marker); no error when already gone."""
         self.client.delete_object(Bucket=container, Key=key)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from include.changes.model import ChangeError
+from include.clouds.aws import ids
+from include.clouds.aws.clients import client_for
+from include.clouds.errors import error_code
 from include.compliance.remediation.registry import Fixer, RemediationError, fixer
 from include.compliance.remediation.tags import TagsFixerBase
 from include.records import ResourceRecord
@@ -20,67 +24,41 @@ RDS_INSTANCE = "aws.rds.instance"
 DYNAMODB_TABLE = "aws.dynamodb.table"
 
 
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 def _region(record: ResourceRecord) -> str | None:
     return None if record.region in ("", "global") else record.region
 
 
 def bucket_name(record: ResourceRecord) -> str:
-    """The bucket name from an S3 ARN (``arn:aws:s3:::name``), else the record's name."""
-    if record.resource_id.startswith("arn:aws:s3:::"):
-        return record.resource_id.split(":::", 1)[1].split("/", 1)[0]
-    return record.name
+    """The bucket name from the record's S3 ARN (a malformed id is an error, never a guess)."""
+    return ids.bucket_name(record.resource_id)
 
 
-def instance_id(record: ResourceRecord) -> str:
-    """``i-...`` / ``vol-...`` from ``arn:aws:ec2:<region>:<account>:instance/i-...`` (or the id itself)."""
-    return record.resource_id.rsplit("/", 1)[-1] if "/" in record.resource_id else record.resource_id
+def ec2_id(record: ResourceRecord) -> str:
+    """``i-...`` / ``vol-...`` from the record's EC2 ARN."""
+    return ids.ec2_resource_id(record.resource_id)
 
 
 def db_identifier(record: ResourceRecord) -> str:
-    """The DB instance identifier from ``arn:aws:rds:<region>:<account>:db:<id>`` (or the name)."""
-    if ":db:" in record.resource_id:
-        return record.resource_id.split(":db:", 1)[1]
-    return record.name
+    """The DB instance identifier from the record's RDS ARN."""
+    return ids.rds_identifier(record.resource_id)
 
 
 class _AwsFixer(Fixer):
-    def s3(self, record: ResourceRecord) -> Any:
+    """Clients through :func:`include.clouds.aws.clients.client_for`, one per (service, connection, region)."""
+
+    def aws(self, record: ResourceRecord, service: str) -> Any:
         conn_id = self.target(record).conn_id
         region = _region(record)
+        return self.client((service, conn_id, region or ""), lambda: client_for(conn_id, service, region))
 
-        def make() -> Any:
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-            return S3Hook(aws_conn_id=conn_id, region_name=region).get_conn()
-
-        return self.client(("s3", conn_id, region or ""), make)
+    def s3(self, record: ResourceRecord) -> Any:
+        return self.aws(record, "s3")
 
     def rds(self, record: ResourceRecord) -> Any:
-        conn_id = self.target(record).conn_id
-        region = _region(record)
-
-        def make() -> Any:
-            from airflow.providers.amazon.aws.hooks.rds import RdsHook
-
-            return RdsHook(aws_conn_id=conn_id, region_name=region).conn
-
-        return self.client(("rds", conn_id, region or ""), make)
+        return self.aws(record, "rds")
 
     def ec2(self, record: ResourceRecord) -> Any:
-        conn_id = self.target(record).conn_id
-        region = _region(record)
-
-        def make() -> Any:
-            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-            return AwsBaseHook(aws_conn_id=conn_id, client_type="ec2", region_name=region).conn
-
-        return self.client(("ec2", conn_id, region or ""), make)
+        return self.aws(record, "ec2")
 
 
 # ---- S3 ------------------------------------------------------------------------------------------
@@ -103,7 +81,7 @@ class S3BlockPublicAccess(_AwsFixer):
                 "PublicAccessBlockConfiguration"
             ]
         except Exception as exc:
-            if _error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
+            if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
                 raise
             config = {}
         return {flag: bool(config.get(flag, False)) for flag in _PAB_FLAGS}
@@ -139,7 +117,7 @@ class S3DefaultEncryption(_AwsFixer):
                 "ServerSideEncryptionConfiguration"
             ]["Rules"]
         except Exception as exc:
-            if _error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+            if error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
                 raise
             rules = []
         default = rules[0].get("ApplyServerSideEncryptionByDefault", {}) if rules else {}
@@ -210,20 +188,25 @@ class RdsBackupRetention(_AwsFixer):
     Retention is never lowered: an instance keeping backups longer than asked already complies.
     """
 
-    verify_wait = 0.0  # set per instance from the ``verify_wait`` option (real RDS applies async)
+    #: RDS applies a modification asynchronously (minutes on a real account, even with ApplyImmediately):
+    #: verify re-reads every 15 s for up to 15 minutes before it says "not fixed". The emulator applies at
+    #: once, so there the first read already complies.
+    verify_wait = 900.0
+    verify_interval = 15.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        days = int(self.options.get("retention_days") or 7)
-        if not 1 <= days <= 35:
-            raise RemediationError(f"retention_days must be 1..35, not {days}")
+        days = self.options.get("retention_days") or 7
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 35:
+            raise RemediationError(f"retention_days must be an integer 1..35, not {days!r}")
         self.days = days
-        self.verify_wait = float(self.options.get("verify_wait", 0.0))
+        if self.options.get("verify_wait") is not None:
+            self.verify_wait = float(self.options["verify_wait"])
 
     def read(self, record: ResourceRecord) -> dict[str, Any]:
         found = self.rds(record).describe_db_instances(DBInstanceIdentifier=db_identifier(record))["DBInstances"]
         if not found:
-            raise RemediationError(f"RDS instance {db_identifier(record)} not found")
+            raise ChangeError(f"RDS instance {db_identifier(record)} not found")
         instance = found[0]
         pending = (instance.get("PendingModifiedValues") or {}).get("BackupRetentionPeriod")
         return {
@@ -285,15 +268,7 @@ class AwsRequiredTags(TagsFixerBase, _AwsFixer):
                                    "and no 'aws:' prefix")
 
     def dynamodb(self, record: ResourceRecord) -> Any:
-        conn_id = self.target(record).conn_id
-        region = _region(record)
-
-        def make() -> Any:
-            from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-            return AwsBaseHook(aws_conn_id=conn_id, client_type="dynamodb", region_name=region).conn
-
-        return self.client(("dynamodb", conn_id, region or ""), make)
+        return self.aws(record, "dynamodb")
 
     def current_tags(self, record: ResourceRecord) -> dict[str, str]:
         kind = record.resource_type
@@ -301,12 +276,12 @@ class AwsRequiredTags(TagsFixerBase, _AwsFixer):
             try:
                 tag_set = self.s3(record).get_bucket_tagging(Bucket=bucket_name(record))["TagSet"]
             except Exception as exc:
-                if _error_code(exc) != "NoSuchTagSet":
+                if error_code(exc) != "NoSuchTagSet":
                     raise
                 tag_set = []
         elif kind in (EC2_INSTANCE, EC2_VOLUME):
             tag_set = self.ec2(record).describe_tags(
-                Filters=[{"Name": "resource-id", "Values": [instance_id(record)]}]
+                Filters=[{"Name": "resource-id", "Values": [ec2_id(record)]}]
             )["Tags"]
         elif kind == RDS_INSTANCE:
             tag_set = self.rds(record).list_tags_for_resource(ResourceName=record.resource_id)["TagList"]
@@ -325,7 +300,7 @@ class AwsRequiredTags(TagsFixerBase, _AwsFixer):
                 Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in merged.items()]},
             )
         elif kind in (EC2_INSTANCE, EC2_VOLUME):  # the others only add / set the keys given
-            self.ec2(record).create_tags(Resources=[instance_id(record)], Tags=pairs)
+            self.ec2(record).create_tags(Resources=[ec2_id(record)], Tags=pairs)
         elif kind == RDS_INSTANCE:
             self.rds(record).add_tags_to_resource(ResourceName=record.resource_id, Tags=pairs)
         else:

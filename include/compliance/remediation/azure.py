@@ -8,24 +8,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from include.clouds.azure import ids
 from include.compliance.remediation.registry import Fixer, RemediationError, fixer
 from include.compliance.remediation.tags import TagsFixerBase
 from include.records import ResourceRecord
 
 AZURE_CONTAINER = "azure.storage.container"
 AZURE_VM = "azure.compute.vm"
-_VM_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/([^/]+)/providers/Microsoft\.Compute/virtualMachines/([^/]+)$",
-                    re.IGNORECASE)
 _CONTAINER_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/read"
 _CONTAINER_WRITE = "Microsoft.Storage/storageAccounts/blobServices/containers/write"
 
 
 def container_name(record: ResourceRecord) -> str:
-    """The container from ``https://<account>.blob.core.windows.net/<container>`` (or the name)."""
-    path = record.resource_id.split("://", 1)[-1].split("/", 1)
-    if len(path) == 2 and path[1] and "/" not in path[1].strip("/"):
-        return path[1].strip("/")
-    return record.name
+    """The container of ``https://<account>.blob.core.windows.net/<container>`` (a malformed id is an error)."""
+    return ids.container_parts(record.resource_id)[1]
 
 
 def metadata_key(tag: str) -> str:
@@ -78,10 +74,7 @@ class BlobPrivateAccess(_BlobFixer):
 
 def vm_parts(record: ResourceRecord) -> tuple[str, str]:
     """(resource group, VM name) from the ARM id of a virtual machine."""
-    match = _VM_ID.match(record.resource_id)
-    if not match:
-        raise RemediationError(f"not an Azure virtual machine id: {record.resource_id}")
-    return match.group(1), match.group(2)
+    return ids.vm_parts(record.resource_id)
 
 
 @fixer(

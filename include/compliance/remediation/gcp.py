@@ -10,23 +10,23 @@ import re
 import time
 from typing import Any
 
+from include.changes.model import ChangeError
+from include.changes.waiting import WaitTimeout
+from include.clouds.gcp import ids
 from include.compliance.remediation.registry import Fixer, RemediationError, fixer
 from include.compliance.remediation.tags import TagsFixerBase
 from include.records import ResourceRecord
 
 GCS_BUCKET = "gcp.storage.bucket"
 GCE_INSTANCE = "gcp.compute.instance"
-_BUCKET_PREFIX = "//storage.googleapis.com/projects/_/buckets/"
-_INSTANCE_ID = re.compile(r"^//compute\.googleapis\.com/projects/([^/]+)/zones/([^/]+)/instances/([^/]+)$")
 #: GCS label rules: keys start with a lowercase letter; keys and values use [a-z0-9_-], <= 63 chars.
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 
 def gcs_bucket_name(record: ResourceRecord) -> str:
-    if record.resource_id.startswith(_BUCKET_PREFIX):
-        return record.resource_id[len(_BUCKET_PREFIX):]
-    return record.name
+    """The bucket of the record's full resource name (a malformed id is an error, never a guess)."""
+    return ids.bucket_name(record.resource_id)
 
 
 class _GcsFixer(Fixer):
@@ -85,10 +85,7 @@ class GcsUniformAccessAndPap(_GcsFixer):
 
 def instance_parts(record: ResourceRecord) -> tuple[str, str, str]:
     """(project, zone, name) from ``//compute.googleapis.com/projects/<p>/zones/<z>/instances/<name>``."""
-    match = _INSTANCE_ID.match(record.resource_id)
-    if not match:
-        raise RemediationError(f"not a Compute Engine instance id: {record.resource_id}")
-    return match.group(1), match.group(2), match.group(3)
+    return ids.instance_parts(record.resource_id)
 
 
 @fixer(
@@ -161,10 +158,10 @@ class GcpRequiredLabels(TagsFixerBase, _GcsFixer):
         deadline = time.monotonic() + self.operation_timeout
         while operation.get("status") != "DONE":
             if time.monotonic() >= deadline:
-                raise RemediationError(f"setLabels on {name} not done after {self.operation_timeout:.0f}s "
-                                       f"(operation {operation.get('name')})")
+                raise WaitTimeout(f"setLabels on {name} not done after {self.operation_timeout:.0f}s "
+                                  f"(operation {operation.get('name')})")
             # zoneOperations.wait returns when the operation is DONE or after about two minutes.
             operation = service.zoneOperations().wait(project=project, zone=zone,
                                                       operation=operation["name"]).execute()
         if operation.get("error"):
-            raise RemediationError(f"setLabels on {name} failed: {operation['error']}")
+            raise ChangeError(f"setLabels on {name} failed: {operation['error']}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from include.changes.model import NeedsInput
 from include.compliance.remediation.registry import Fixer, RemediationError
 from include.records import ResourceRecord
 
@@ -14,10 +15,10 @@ from include.records import ResourceRecord
 def tag_values(options: dict[str, Any]) -> dict[str, str]:
     """The ``tag_values`` option, validated: a non-empty mapping of non-empty keys to string values."""
     values = options.get("tag_values") or {}
-    if not isinstance(values, dict) or not values:
-        raise RemediationError(
-            'tags.required needs tag_values, e.g. {"owner": "platform-team", "cost-center": "cc-123"}'
-        )
+    if not values:
+        raise NeedsInput('tags.required needs tag_values, e.g. {"owner": "platform-team", "cost-center": "cc-123"}')
+    if not isinstance(values, dict):
+        raise RemediationError("tag_values must map tag keys to string values")
     bad = [k for k, v in values.items() if not str(k).strip() or v is None or not isinstance(v, (str, int, float))]
     if bad:
         raise RemediationError(f"tag_values: invalid entries {bad}: keys must be non-empty, values strings")

@@ -23,7 +23,6 @@ from typing import Any
 from include.compliance.model import Finding
 from include.compliance.reports.common import (
     as_findings,
-    atomic_write,
     compute_totals,
     history_entry,
     history_point,
@@ -33,6 +32,7 @@ from include.compliance.reports.html import render_html
 from include.compliance.reports.ocsf import render_ocsf
 from include.compliance.reports.sarif import render_sarif
 from include.compliance.reports.tabular import render_csv, render_json
+from include.fileio import atomic_write_bytes
 
 __all__ = ["FILES", "compute_totals", "history_entry", "history_point", "write_all", "write_scan"]
 
@@ -125,7 +125,7 @@ def write_all(
     paths: dict[str, str] = {}
     for directory in (out, latest):
         for key, text in shared.items():
-            atomic_write(directory / FILES[key], text)
+            atomic_write_bytes(directory / FILES[key], text.encode("utf-8"))
         html = render_html(
             items,
             scan_id=scan_id,
@@ -135,7 +135,7 @@ def write_all(
             validation=validation_data,
             docs_href=_docs_href(validation_data, directory),
         )
-        atomic_write(directory / FILES["html"], html)
+        atomic_write_bytes(directory / FILES["html"], html.encode("utf-8"))
     for key, name in FILES.items():
         paths[key] = str(out / name)
     paths["latest"] = str(latest)

@@ -1,15 +1,16 @@
-"""Shared pieces of the report writers: totals, history points, severity maps, redaction, file writes."""
+"""Shared pieces of the report writers: totals, history points, severity order, framework controls.
+
+Redaction is :mod:`include.redaction` and atomic file writes are :mod:`include.fileio` (one of each for
+the whole project).
+"""
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from include.compliance.frameworks import control_title
 from include.compliance.model import SEVERITIES, Finding
 
 TOOL_NAME = "runbooks-compliance"
@@ -19,15 +20,6 @@ TOOL_VERSION = "0.1.0"
 STATUSES = ("fail", "pass", "waived")
 LIFECYCLES = ("new", "open", "resolved")
 
-#: Evidence keys whose values never leave the scanner (rules should not put them there; belt and braces).
-_SECRET_KEY = re.compile(
-    r"(passw|secret|token|private[_-]?key|connection[_-]?string|credential|signature|sas[_-]?(url|token)|"
-    r"api[_-]?key|account[_-]?key|auth)",
-    re.IGNORECASE,
-)
-#: ``scheme://user:password@host`` inside any string value.
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
-REDACTED = "***"
 
 
 def as_finding(value: Finding | Mapping[str, Any]) -> Finding:
@@ -36,20 +28,8 @@ def as_finding(value: Finding | Mapping[str, Any]) -> Finding:
 
 
 def as_findings(values: Iterable[Finding | Mapping[str, Any]]) -> list[Finding]:
+    """Accept Findings or their dicts (XCom round trip), as a list of Findings."""
     return [as_finding(v) for v in values]
-
-
-def redact(value: Any) -> Any:
-    """Drop secret-looking keys and URL credentials from evidence before it is written anywhere."""
-    if isinstance(value, Mapping):
-        return {
-            str(k): (REDACTED if _SECRET_KEY.search(str(k)) else redact(v)) for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", value)
-    return value
 
 
 def iso_utc(value: datetime | str | None) -> str | None:
@@ -64,6 +44,7 @@ def iso_utc(value: datetime | str | None) -> str | None:
 
 
 def epoch_ms(value: datetime | str | None) -> int | None:
+    """Epoch milliseconds of an ISO-8601 UTC time (None stays None)."""
     text = iso_utc(value)
     if text is None:
         return None
@@ -78,6 +59,12 @@ def frameworks_list(finding: Finding) -> list[tuple[str, str]]:
         for control in (controls or [])
     ]
     return sorted(set(pairs))
+
+
+def controls_list(finding: Finding) -> list[tuple[str, str, str | None]]:
+    """``[(framework, control, title), ...]``: :func:`frameworks_list` with each control's title from its
+    framework catalogue (``config/compliance/frameworks/``); None for a framework or id not catalogued."""
+    return [(framework, control, control_title(framework, control)) for framework, control in frameworks_list(finding)]
 
 
 def compute_totals(findings: Iterable[Finding | Mapping[str, Any]]) -> dict[str, Any]:
@@ -140,12 +127,14 @@ def history_point(entry: Mapping[str, Any]) -> dict[str, Any]:
     compliance store's (totals at the top level, ``by_severity`` as ``{severity: {status: n}}``,
     ``by_lifecycle``) and a flat one (``fail``, ``critical`` ... at the top level).
     """
-    totals = entry.get("totals") if isinstance(entry.get("totals"), Mapping) else entry
+    nested = entry.get("totals")
+    totals: Mapping[str, Any] = nested if isinstance(nested, Mapping) else entry
 
     def section(*keys: str) -> Mapping[str, Any]:
         for key in keys:
-            if isinstance(totals.get(key), Mapping):
-                return totals[key]  # type: ignore[no-any-return]
+            value = totals.get(key)
+            if isinstance(value, Mapping):
+                return value
         return totals
 
     by_status = section("by_status")
@@ -170,18 +159,6 @@ def history_point(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)  # type: ignore[arg-type]
+    """Sort key: critical first, unknown severities last."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)

@@ -13,7 +13,7 @@ from include.compliance.model import SEVERITIES, Finding
 from include.compliance.reports.common import (
     TOOL_NAME,
     TOOL_VERSION,
-    frameworks_list,
+    controls_list,
     history_point,
     severity_rank,
 )
@@ -62,7 +62,7 @@ def trend_svg(history: Sequence[Mapping[str, Any]], *, width: int = 760, height:
         return '<p class="muted">No scan history yet: the trend appears from the second scan on.</p>'
     left, right, top, bottom = 48, 16, 14, 36
     plot_w, plot_h = width - left - right, height - top - bottom
-    top_value = max(1, *(p["fail"] for p in points), *(p["critical_high"] for p in points))
+    top_value = max(1, *(int(p["fail"]) for p in points), *(int(p["critical_high"]) for p in points))
 
     def x(i: int) -> float:
         return left + (plot_w / 2 if len(points) == 1 else plot_w * i / (len(points) - 1))
@@ -129,7 +129,7 @@ def _failing_table(findings: list[Finding]) -> str:
         return '<p class="ok">No failing findings.</p>'
     rows = []
     for f in failing[:MAX_ROWS]:
-        controls = "<br>".join(f"{_e(fw)} {_e(c)}" for fw, c in frameworks_list(f))
+        controls = "<br>".join(_control(fw, c, title) for fw, c, title in controls_list(f))
         rows.append(
             f"<tr><td>{_sev(f.severity)}</td><td>{_e(f.lifecycle)}</td><td><b>{_e(f.title)}</b><br>"
             f"<code>{_e(f.rule_id)}</code></td><td>{_resource(f)}</td>"
@@ -147,6 +147,35 @@ def _failing_table(findings: list[Finding]) -> str:
         + "".join(rows)
         + "</tbody></table>"
         + more
+    )
+
+
+def _control(framework: str, control: str, title: str | None) -> str:
+    """``framework control``, with the control's catalogue title as a tooltip when it has one."""
+    label = f"{_e(framework)} {_e(control)}"
+    return f'<span title="{_e(title)}">{label}</span>' if title else label
+
+
+def _controls_table(findings: list[Finding]) -> str:
+    """Each framework control with failing findings: its title and how many resources fail it."""
+    failing: dict[tuple[str, str], set[str]] = {}
+    titles: dict[tuple[str, str], str | None] = {}
+    for f in findings:
+        if f.status != "fail":
+            continue
+        for framework, control, title in controls_list(f):
+            failing.setdefault((framework, control), set()).add(f"{f.target}|{f.resource_id}")
+            titles[(framework, control)] = title
+    if not failing:
+        return '<p class="ok">No framework control has failing findings.</p>'
+    rows = "".join(
+        f"<tr><td>{_e(framework)}</td><td>{_e(control)}</td><td>{_e(titles[(framework, control)] or '')}</td>"
+        f'<td class="num bad">{len(failing[(framework, control)])}</td></tr>'
+        for framework, control in sorted(failing)
+    )
+    return (
+        '<table><thead><tr><th>Framework</th><th>Control</th><th>Title</th><th class="num">Failing resources</th>'
+        f"</tr></thead><tbody>{rows}</tbody></table>"
     )
 
 
@@ -199,6 +228,7 @@ def render_html(
     validation: Mapping[str, Any] | None = None,
     docs_href: str | None = None,
 ) -> str:
+    """report.html: the self-contained page (cards, trend, totals, findings, controls, validation)."""
     status = totals["by_status"]
     severity = totals["by_severity"]
     lifecycle = totals["lifecycle"]
@@ -253,6 +283,9 @@ def render_html(
 
 <h2>Failing findings</h2>
 {_failing_table(findings)}
+
+<h2>Failing framework controls</h2>
+{_controls_table(findings)}
 
 <h2>Waived findings</h2>
 {_waived_table(findings)}

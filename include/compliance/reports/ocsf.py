@@ -26,8 +26,8 @@ from include.compliance.reports.common import (
     TOOL_VERSION,
     epoch_ms,
     frameworks_list,
-    redact,
 )
+from include.redaction import redact
 
 OCSF_VERSION = "1.3.0"
 CLASS_UID = 2003
@@ -60,10 +60,11 @@ def _time(value: str | None, default: int) -> int:
 
 
 def build_event(finding: Finding, *, scan_id: str, scan_time_ms: int) -> dict[str, Any]:
+    """One OCSF Compliance Finding event for ``finding`` (see the module docstring for the mapping)."""
     controls = frameworks_list(finding)
     standards = sorted({framework for framework, _ in controls}) or [DEFAULT_STANDARD]
     requirements = [f"{framework} {control}" for framework, control in controls] or [finding.rule_id]
-    activity_id, activity_name = ACTIVITY.get(finding.lifecycle, (1, "Create"))
+    activity_id, activity_name = ACTIVITY.get(finding.lifecycle or "new", (1, "Create"))
     if finding.status == "pass" and finding.lifecycle != "resolved":
         activity_id, activity_name = (2, "Update") if finding.first_seen else (1, "Create")
     severity_id = SEVERITY_ID.get(finding.severity, 0)
@@ -144,9 +145,11 @@ def build_event(finding: Finding, *, scan_id: str, scan_time_ms: int) -> dict[st
 
 
 def build_ocsf(findings: list[Finding], *, scan_id: str, scanned_at: str) -> list[dict[str, Any]]:
+    """Every finding as an OCSF event."""
     scan_time_ms = epoch_ms(scanned_at) or 0
     return [build_event(f, scan_id=scan_id, scan_time_ms=scan_time_ms) for f in findings]
 
 
 def render_ocsf(findings: list[Finding], *, scan_id: str, scanned_at: str, **_: Mapping[str, Any]) -> str:
+    """findings.ocsf.json: the JSON array of OCSF events."""
     return json.dumps(build_ocsf(findings, scan_id=scan_id, scanned_at=scanned_at), indent=2, default=str) + "\n"

@@ -1,9 +1,11 @@
 """findings.sarif: SARIF 2.1.0 (OASIS), one run, one reportingDescriptor per rule.
 
 Mapping
-- ``tool.driver.rules``: id, name, short/full description, ``help`` = remediation text, ``helpUri`` when
-  the rule metadata has one, ``defaultConfiguration.level`` from the severity, ``properties.tags`` with
-  ``<framework>:<control>`` for every mapped control, ``security-severity`` (GitHub code scanning).
+- ``tool.driver.rules``: id, name, short/full description, ``help`` = remediation text (the markdown
+  also lists the mapped controls with their titles), ``helpUri`` when the rule metadata has one,
+  ``defaultConfiguration.level`` from the severity, ``properties.tags`` with ``<framework>:<control>``
+  for every mapped control, ``properties.controls`` with each control's catalogue title,
+  ``security-severity`` (GitHub code scanning).
 - ``results``: every failing and waived finding, plus resolved ones (``kind: pass``,
   ``baselineState: absent``). Passing findings that never failed are counted in ``run.properties``
   only, which keeps the log small on a large estate.
@@ -26,11 +28,11 @@ from include.compliance.model import Finding
 from include.compliance.reports.common import (
     TOOL_NAME,
     TOOL_VERSION,
-    frameworks_list,
+    controls_list,
     iso_utc,
-    redact,
     severity_rank,
 )
+from include.redaction import redact
 
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -60,9 +62,12 @@ def _first_uri(meta: Mapping[str, Any]) -> str | None:
 
 
 def _rule(finding: Finding, meta: Mapping[str, Any]) -> dict[str, Any]:
-    controls = frameworks_list(finding)
+    controls = controls_list(finding)
     tags = ["security", "compliance", finding.cloud, finding.resource_type]
-    tags += [f"{framework}:{control}" for framework, control in controls]
+    tags += [f"{framework}:{control}" for framework, control, _ in controls]
+    controls_md = "".join(
+        f"\n- {framework} {control}" + (f": {title}" if title else "") for framework, control, title in controls
+    )
     rationale = str(meta.get("rationale") or meta.get("description") or finding.title)
     remediation = str(meta.get("remediation") or finding.remediation or "")
     rule: dict[str, Any] = {
@@ -72,7 +77,8 @@ def _rule(finding: Finding, meta: Mapping[str, Any]) -> dict[str, Any]:
         "fullDescription": {"text": rationale},
         "help": {
             "text": remediation or "No remediation text.",
-            "markdown": f"**Remediation:** {remediation}" if remediation else "No remediation text.",
+            "markdown": (f"**Remediation:** {remediation}" if remediation else "No remediation text.")
+            + (f"\n\n**Controls:**{controls_md}" if controls_md else ""),
         },
         "defaultConfiguration": {"level": LEVEL.get(finding.severity, "warning")},
         "properties": {
@@ -82,6 +88,10 @@ def _rule(finding: Finding, meta: Mapping[str, Any]) -> dict[str, Any]:
             "precision": "very-high",
             "problem.severity": {"error": "error", "warning": "warning"}.get(LEVEL.get(finding.severity, ""), "recommendation"),
             "frameworks": {k: list(v) for k, v in sorted((finding.frameworks or {}).items())},
+            "controls": [
+                {"framework": framework, "id": control, **({"title": title} if title else {})}
+                for framework, control, title in controls
+            ],
             "cloud": finding.cloud,
             "resource_type": finding.resource_type,
         },
@@ -214,4 +224,5 @@ def build_sarif(
 
 
 def render_sarif(findings: list[Finding], **kwargs: Any) -> str:
+    """findings.sarif: :func:`build_sarif` as indented JSON."""
     return json.dumps(build_sarif(findings, **kwargs), indent=2, default=str) + "\n"

@@ -13,8 +13,8 @@ from include.compliance.reports.common import (
     TOOL_NAME,
     TOOL_VERSION,
     frameworks_list,
-    redact,
 )
+from include.redaction import redact
 
 JSON_SCHEMA_ID = "runbooks.compliance.findings/v1"
 
@@ -29,6 +29,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def finding_record(finding: Finding) -> dict[str, Any]:
+    """A finding as findings.json writes it: its fields, evidence redacted."""
     data = finding.to_dict()
     data["evidence"] = redact(data.get("evidence") or {})
     return data
@@ -41,6 +42,7 @@ def render_json(
     totals: Mapping[str, Any],
     validation: Mapping[str, Any] | None,
 ) -> str:
+    """findings.json: scan metadata, totals, the validation summary and every finding."""
     document = {
         "schema": JSON_SCHEMA_ID,
         "scan": {**scan, "tool": {"name": TOOL_NAME, "version": TOOL_VERSION}},
@@ -57,6 +59,7 @@ def _cell(value: Any) -> str:
 
 
 def render_csv(findings: list[Finding]) -> str:
+    """findings.csv: one row per finding, cells that a spreadsheet would read as formulas neutralised."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)

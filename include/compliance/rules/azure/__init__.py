@@ -1,0 +1,1 @@
+"""Azure rules, one module per service (``storage``: Blob containers of storage accounts)."""

@@ -1,0 +1,1 @@
+"""Google Cloud rules, one module per service (``storage``: Cloud Storage)."""

@@ -1,1 +1,0 @@
-"""The local three-cloud estate: emulators, connections and the seed."""

@@ -1,0 +1,88 @@
+"""Local-only tooling stays local: production code never imports ``localdev``, the image never ships it."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: What the production image ships (the .dockerignore allow-list) and the Airflow processes load.
+PRODUCTION_FOLDERS = ("include", "dags", "plugins")
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module a Python file imports (statically), plus strings passed to importlib."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("localdev"):
+            found.append(node.value)  # importlib.import_module("localdev...") and the like
+    return found
+
+
+def test_production_code_never_imports_localdev() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for folder in PRODUCTION_FOLDERS
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for name in _imports(path)
+        if name == "localdev" or name.startswith("localdev.")
+    ]
+    assert offenders == []
+
+
+def test_the_check_sees_an_import(tmp_path: Path) -> None:
+    sample = tmp_path / "x.py"
+    sample.write_text("import importlib\nfrom localdev.seed import seed_estate\nimportlib.import_module('localdev.stack')\n")
+    assert _imports(sample) == ["importlib", "localdev.seed", "localdev.stack"]
+
+
+def test_local_tooling_is_gone_from_include() -> None:
+    assert not (ROOT / "include" / "estate").exists()
+    assert not (ROOT / "include" / "local.py").exists()
+
+
+def test_the_image_context_leaves_localdev_out() -> None:
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert "include" in allowed and not {"localdev", "localdev/**"} & allowed
+
+
+@pytest.mark.parametrize(
+    ("module", "commands"),
+    [("localdev", "demo,up,down"), ("localdev.emulators", "start,stop,env,status")],
+)
+def test_command_lines(module: str, commands: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "{" + commands + "}" in result.stdout
+
+
+def test_python_m_localdev_seed_seeds_the_running_emulators(clean_clouds: object, tmp_path: Path) -> None:
+    """The command the compose ``airflow-cli`` one-off and the benchmarks run."""
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+    estate = tmp_path / "estate.yaml"
+    estate.write_text(
+        "azure:\n  target: azure-prod\n  containers:\n"
+        "    - {name: cli-seeded, seed_id: cli-1, blobs: {count: 2, size_kib: 1}}\n"
+    )
+    env = dict(os.environ, RUNBOOKS_ESTATE_FILE=str(estate))
+    result = subprocess.run(
+        [sys.executable, "-m", "localdev.seed"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "seeded local estate: 3 created, 0 already present" in result.stderr
+    container = WasbHook(wasb_conn_id="azure_estate").blob_service_client.get_container_client("cli-seeded")
+    assert sorted(container.list_blob_names()) == ["object-000.txt", "object-001.txt"]
