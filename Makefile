@@ -6,10 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install venv node test demo up down bench lint lock clean
+.PHONY: help install venv node browser test test-fast demo up down bench lint lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,26 @@ venv: $(BIN)/.installed ## Python virtualenv from requirements.lock
 node: node_modules/.installed ## Azurite (exact version from package-lock.json)
 install: venv node ## everything the project needs
 
-test: install ## run the whole test suite against fresh emulators
-	$(BIN)/python -m pytest
+# The browser tests drive Debian's chromium through Playwright's Python package (no browser download).
+browser: ## Debian's chromium for the browser tests (installed with apt when missing)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-demo: install ## seed the local three-cloud estate and run the inventory runbook through Airflow
-	$(BIN)/python -m localdev demo
+# -n auto: one worker per core; --dist loadfile keeps a file's tests (and its module fixtures, such as the
+# one airflow standalone of tests/test_local_stack.py) on one worker.
+PYTEST_PARALLEL := -n auto --dist loadfile
 
-up: install ## like demo, then keep Airflow (http://localhost:8080) and the emulators serving until Ctrl-C
+test: install browser ## run the whole test suite against fresh emulators (the browser tests included)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+
+test-fast: install ## the inner loop: every test but the slow ones (no DAG runs, no airflow standalone)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow"
+
+demo: install ## seed the local three-cloud estate and run the demo runbooks through Airflow (SERVE=1: keep serving)
+	$(BIN)/python -m localdev demo $(if $(SERVE),--serve)
+
+up: install ## the local stack without the demo: Airflow (http://localhost:8080) and the emulators serve until Ctrl-C
 	$(BIN)/python -m localdev up
 
 down: ## stop what `make up` started
@@ -40,8 +53,9 @@ down: ## stop what `make up` started
 bench: install ## benchmarks under bench/ (figures printed and written to bench/results/)
 	$(BIN)/python -m bench
 
-lint: venv ## ruff
-	$(BIN)/ruff check dags include plugins tests bench
+lint: venv ## ruff (ruff.toml) and mypy (mypy.ini: strict on include/ and localdev/)
+	$(BIN)/ruff check dags include plugins tests bench localdev
+	$(BIN)/mypy
 
 lock: ## re-resolve requirements.txt into requirements.lock
 	$(BIN)/uv pip compile -q requirements.txt --python-version 3.11 -o requirements.lock

@@ -103,7 +103,19 @@ def build_aws(emulators: Emulators, spec: ScaleSpec, workers: int = 8) -> dict[s
     s3 = _boto(emulators, "s3")
     ec2 = _boto(emulators, "ec2")
     timings: dict[str, float] = {}
+    started = time.perf_counter()
+    _build_s3_buckets(s3, spec, workers)
+    timings["s3_buckets_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    _build_ec2_instances(ec2, spec, workers)
+    timings["ec2_instances_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    _build_ec2_others(ec2, spec, workers)
+    timings["ec2_other_s"] = time.perf_counter() - started
+    return timings
 
+
+def _build_s3_buckets(s3: Any, spec: ScaleSpec, workers: int) -> None:
     def bucket(i: int) -> None:
         name = f"{BUCKET_PREFIX}{i:06d}"
         s3.create_bucket(Bucket=name)
@@ -128,11 +140,10 @@ def build_aws(emulators: Emulators, spec: ScaleSpec, workers: int = 8) -> dict[s
         if i % 4 == 0:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
 
-    started = time.perf_counter()
     _parallel(bucket, spec.buckets, workers)
-    timings["s3_buckets_s"] = time.perf_counter() - started
 
-    started = time.perf_counter()
+
+def _build_ec2_instances(ec2: Any, spec: ScaleSpec, workers: int) -> None:
     image = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
     batches = []
     left = spec.instances
@@ -154,9 +165,10 @@ def build_aws(emulators: Emulators, spec: ScaleSpec, workers: int = 8) -> dict[s
         ec2.run_instances(**kwargs)
 
     _parallel(instances, len(batches), min(workers, 2))
-    timings["ec2_instances_s"] = time.perf_counter() - started
 
-    started = time.perf_counter()
+
+def _build_ec2_others(ec2: Any, spec: ScaleSpec, workers: int) -> None:
+    """Unattached volumes, snapshots of them, security groups."""
 
     def volume(i: int) -> str:
         return str(
@@ -185,8 +197,6 @@ def build_aws(emulators: Emulators, spec: ScaleSpec, workers: int = 8) -> dict[s
             )
 
     _parallel(group, spec.security_groups, workers)
-    timings["ec2_other_s"] = time.perf_counter() - started
-    return timings
 
 
 def build_gcs(emulators: Emulators, spec: ScaleSpec, workers: int = 4) -> dict[str, float]:

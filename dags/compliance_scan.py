@@ -89,7 +89,7 @@ _SEVERITIES = ["critical", "high", "medium", "low", "info"]
         ),
     },
 )
-def compliance_scan() -> None:
+def compliance_scan() -> None:  # noqa: C901 - mccabe sums its seven @task bodies (none above 5)
     @task
     def load_inventory(params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Locate the latest inventory and which requested targets it covers completely."""
@@ -277,13 +277,15 @@ def compliance_scan() -> None:
             f"{len(bad)} new or open finding(s) of severity {', '.join(severities)}:\n" + "\n".join(shown) + more
         )
 
+    # A @task call takes the XComArg of an upstream task where its function takes that task's value;
+    # Airflow's Task type cannot say so, hence the arg-type ignores (until we use its mypy plugin).
     inventory = load_inventory()
-    evaluated = evaluate_rules(inventory)
-    validation = validate_facts(inventory, evaluated)
-    saved = diff_against_previous(inventory, evaluated)
+    evaluated = evaluate_rules(inventory)  # type: ignore[arg-type]
+    validation = validate_facts(inventory, evaluated)  # type: ignore[arg-type]
+    saved = diff_against_previous(inventory, evaluated)  # type: ignore[arg-type]
     validation >> saved
-    written = write_reports(saved, validation)
-    enforce_policy(saved) << notify(saved, written)
+    written = write_reports(saved, validation)  # type: ignore[arg-type]
+    enforce_policy(saved) << notify(saved, written)  # type: ignore[arg-type]
 
 
 compliance_scan()

@@ -18,7 +18,8 @@ compliance, backup and drift runbooks read.
 3. **publish_inventory**: merge the per-target files into
    `data/inventory/date=YYYY-MM-DD/run=<run id>/inventory.jsonl` + `summary.json`, move
    `data/inventory/latest.json`, and emit the `estate_inventory` asset (downstream runbooks start).
-   Runs even when a target failed, so the targets that worked are never lost.
+   Runs even when a target failed, so the targets that worked are never lost (but never after a refused
+   request: then nothing is published and the latest inventory stays as it was).
 4. **check_complete**: fails the run, listing each target / service / region that could not be
    inventoried and why (unreachable, access denied, error). A green run means a complete inventory.
 
@@ -92,11 +93,14 @@ def inventory_estate() -> None:
         from include.inventory.store import staging_path, write_jsonl
         from include.targets import load_targets
 
+        params = params or {}
         config = load_targets()
         target = config.get(target_name)
-        requested = list((params or {}).get("services") or [])
-        # None: the target's own services; else exactly the requested ones its cloud has (maybe none).
-        services = validate_services(requested, [target.cloud])[target.cloud] if requested else None
+        requested = list(params.get("services") or [])
+        # None: the target's own services; else exactly the requested ones its cloud has (maybe none: a
+        # service of another selected cloud).
+        clouds = {t.cloud for t in config.select(list(params.get("targets") or []))}
+        services = list(validate_services(requested, clouds)[target.cloud]) if requested else None
         result = collect(target, max_workers=config.concurrency(target), services=services)
         run_id = get_current_context()["run_id"]
         path = staging_path(run_id, target.name)
@@ -112,12 +116,17 @@ def inventory_estate() -> None:
         return summary
 
     @task(trigger_rule="all_done", outlets=[ESTATE_INVENTORY])
-    def publish_inventory(selected: list[str], summaries: list[dict[str, Any] | None]) -> dict[str, Any]:
+    def publish_inventory(selected: list[str] | None, summaries: list[dict[str, Any] | None]) -> dict[str, Any]:
         """Merge the per-target files into one dated version and emit the inventory asset."""
         from pathlib import Path
 
+        from airflow.sdk.exceptions import AirflowFailException
+
         from include.inventory.store import publish, staging_path
 
+        if selected is None:  # the request was refused: publish nothing, keep the latest inventory as it is
+            raise AirflowFailException("select_targets refused the request (see its log): nothing was collected "
+                                       "or published; the latest inventory is unchanged")
         context = get_current_context()
         run_id = context["run_id"]
         got = [s for s in (summaries or []) if s]
@@ -160,9 +169,11 @@ def inventory_estate() -> None:
             + "\n".join(lines)
         )
 
+    # A @task call takes the XComArg of an upstream task where its function takes that task's value;
+    # Airflow's Task type cannot say so, hence the arg-type ignores (until we use its mypy plugin).
     selected = select_targets()
     summaries = collect_target.expand(target_name=selected)
-    check_complete(publish_inventory(selected, summaries))
+    check_complete(publish_inventory(selected, summaries))  # type: ignore[arg-type]
 
 
 inventory_estate()

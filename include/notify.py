@@ -27,7 +27,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,10 +220,11 @@ def send(
     results: dict[str, str] = {}
     failures: list[str] = []
     wanted = set(CHANNELS if channels is None else channels)
-    for channel, conn_id, sender in (
+    senders: tuple[tuple[str, str, Callable[[Any], None]], ...] = (
         ("slack", slack_conn_id, lambda c: send_slack(c, notification)),
         ("email", smtp_conn_id, lambda c: send_email(c, notification, conn_id=smtp_conn_id)),
-    ):
+    )
+    for channel, conn_id, sender in senders:
         if channel not in wanted:
             results[channel] = "disabled"
             continue
@@ -431,14 +432,17 @@ def notify_new_findings(
     its ``html`` is the link when ``report_url`` is not given. Call it from a task (``context`` = the
     task context, optional). Returns ``{"notified": bool, "count": int, "channels": {...}}``.
     """
+    items: Iterable[Any]
     if isinstance(findings, (str, Path)):
         document = json.loads(Path(findings).read_text())
         scan_id = scan_id or document.get("scan_id")
-        findings = document.get("findings", [])
+        items = document.get("findings", [])
+    else:
+        items = findings
     if report_url is None and reports:
         report_url = reports.get("html")
     notifier = FindingsNotifier(
-        findings, scan_id=scan_id, report_url=report_url, severities=severities, top=top, **kwargs
+        items, scan_id=scan_id, report_url=report_url, severities=severities, top=top, **kwargs
     )
     # Called from task code: the module logger reaches the task log (stdlib logging is routed there).
     channels = notifier.deliver(dict(context or {}), logger=log)

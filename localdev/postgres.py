@@ -92,7 +92,7 @@ def private_postgres(folder: Path | None = None, *, timeout: float = 60.0) -> It
         while True:
             created = subprocess.run(
                 _as_owner([pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", pg.user, pg.database], owner),
-                capture_output=True, text=True, timeout=timeout)
+                capture_output=True, text=True, timeout=timeout, check=False)
             if created.returncode == 0 or "already exists" in created.stderr:
                 break
             if time.monotonic() > deadline:

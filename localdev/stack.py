@@ -1,8 +1,9 @@
 """The embedded default: Airflow (SQLite, LocalExecutor via ``airflow standalone``) + local emulators.
 
-    python -m localdev demo   # emulators, seed, Airflow, run the demo runbooks through the API, exit
-    python -m localdev up     # the same set-up, then keep Airflow and the emulators serving
-    python -m localdev down   # stop what ``up`` started
+    python -m localdev demo          # emulators, seed, Airflow, run the demo runbooks through the API, exit
+    python -m localdev demo --serve  # the same, then keep serving to explore the results (schedules off)
+    python -m localdev up            # the same set-up without the demo, then keep serving (schedules on)
+    python -m localdev down          # stop what ``up`` / ``demo --serve`` started
 
 Everything lives under ``.local/`` (git-ignored): the Airflow home with its SQLite DB, generated
 credentials, emulator state and logs. ``.env`` is (re)written with the connection values of the
@@ -140,6 +141,10 @@ def airflow_env(stack: Stack, emulators: emu.Emulators) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "RUNBOOKS_DATA_DIR": str(data_dir()),
+            # The change engine's ledger: a SQLite file on this single machine (PostgreSQL when distributed).
+            "AIRFLOW_CONN_RUNBOOKS_STATE": json.dumps(
+                {"conn_type": "sqlite", "host": str(stack.home / "state" / "runbooks-state.db")}
+            ),
         }
     )
     return env
@@ -376,58 +381,55 @@ def print_remediation_summary() -> None:
     print(f"  plan: {results[-1]}")
 
 
-def demo(stack: Stack) -> int:
-    """``make demo``: set up, run the demo runbooks through the REST API, print summaries, tear down."""
+def run_demo(api: Api) -> None:
+    """Trigger the demo runbooks through the REST API, in order, and print what each did."""
+    for dag_id, conf, may_fail in DEMO_RUNBOOKS:
+        started = time.monotonic()
+        run = run_runbook(api, dag_id, conf(), may_fail=may_fail)
+        took = time.monotonic() - started
+        if run["state"] == "success":
+            print(f"{dag_id}: success in {took:.1f}s (triggered through the REST API)", flush=True)
+        else:
+            print(f"{dag_id}: failed by policy as designed ({', '.join(run['failed_tasks'])}) in {took:.1f}s",
+                  flush=True)
+    print_inventory_summary()
+    print_compliance_summary()
+    print_remediation_summary()
+
+
+def serve(stack: Stack, *, demo: bool, keep_serving: bool) -> int:
+    """Set up the stack, optionally run the demo, optionally keep serving; always clean up at the end.
+
+    ``make demo`` = (demo, no serving), ``make up`` = (no demo, serving), ``make demo SERVE=1`` = both: the
+    demo's results stay in the UI to explore until Ctrl-C or ``make down``.
+    """
     emulators, env = prepare(stack)
-    # The demo runs exactly the runbooks it triggers, in order; `make up` keeps the schedules on.
-    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
-    proc = None
+    if demo:  # the demo runs exactly the runbooks it triggers; `make up` alone keeps the schedules on
+        env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
     try:
         proc = start_airflow(stack, env)
         user, password = credentials(stack)
         api = Api(stack.base_url, user, password)
         print(f"starting Airflow on {stack.base_url} ...", flush=True)
         wait_for("Airflow to be healthy", api.healthy, timeout=420, proc=proc)
-        for dag_id, conf, may_fail in DEMO_RUNBOOKS:
-            started = time.monotonic()
-            run = run_runbook(api, dag_id, conf(), may_fail=may_fail)
-            took = time.monotonic() - started
-            if run["state"] == "success":
-                print(f"{dag_id}: success in {took:.1f}s (triggered through the REST API)")
-            else:
-                print(f"{dag_id}: failed by policy as designed ({', '.join(run['failed_tasks'])}) in {took:.1f}s")
-        print_inventory_summary()
-        print_compliance_summary()
-        print_remediation_summary()
+        if demo:
+            run_demo(api)
+        if keep_serving:
+            print(
+                f"\nAirflow is up: {stack.base_url}  (login: {user} / {password})\n"
+                f"emulators: aws {emulators.aws_endpoint}  gcs {emulators.gcs_endpoint}  "
+                f"azure {emulators.azure_endpoint}\nconnections written to {stack.dotenv}; Ctrl-C (or `make down`) "
+                "stops.",
+                flush=True,
+            )
+            proc.wait()
+        return 0
+    except KeyboardInterrupt:
         return 0
     finally:
         stop_airflow(stack)
         emu.stop(emulators)
         stack.emulator_state.unlink(missing_ok=True)
-
-
-def up(stack: Stack) -> int:
-    """``make up``: set up and keep Airflow and the emulators serving until interrupted."""
-    emulators, env = prepare(stack)
-    proc = start_airflow(stack, env)
-    user, password = credentials(stack)
-    api = Api(stack.base_url, user, password)
-    try:
-        wait_for("Airflow to be healthy", api.healthy, timeout=420, proc=proc)
-        print(
-            f"\nAirflow is up: {stack.base_url}  (login: {user} / {password})\n"
-            f"emulators: aws {emulators.aws_endpoint}  gcs {emulators.gcs_endpoint}  "
-            f"azure {emulators.azure_endpoint}\nconnections written to {stack.dotenv}; Ctrl-C (or `make down`) stops.",
-            flush=True,
-        )
-        proc.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop_airflow(stack)
-        emu.stop(emulators)
-        stack.emulator_state.unlink(missing_ok=True)
-    return 0
 
 
 def down(stack: Stack) -> int:
@@ -448,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m localdev demo|up|down [--home DIR] [--port N]``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("command", choices=["demo", "up", "down"])
+    parser.add_argument("--serve", action="store_true",
+                        help="demo: keep Airflow and the emulators serving after the demo (until Ctrl-C / down)")
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("RUNBOOKS_LOCAL_HOME", PROJECT_ROOT / ".local")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "0")))
     args = parser.parse_args(argv)
@@ -455,14 +459,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     args.home.mkdir(parents=True, exist_ok=True)
     (args.home / "logs").mkdir(exist_ok=True)
-    port = args.port or (8080 if args.command == "up" else 0)
-    stack = Stack(home=args.home, port=_free_or(port) if args.command == "demo" or port == 0 else port)
+    serving = args.command == "up" or args.serve
+    # An explicit --port (or AIRFLOW_PORT) is used as given; a served stack prefers 8080; a demo any free port.
+    port = args.port or (_free_or(8080) if serving else emu.free_port())
+    stack = Stack(home=args.home, port=port)
     if args.command == "demo":
-        if not args.port:
-            stack.port = emu.free_port()
-        return demo(stack)
+        return serve(stack, demo=True, keep_serving=args.serve)
     if args.command == "up":
-        return up(stack)
+        return serve(stack, demo=False, keep_serving=True)
     return down(stack)
 
 

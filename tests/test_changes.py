@@ -468,7 +468,7 @@ def test_approval_text_and_result_use_the_runbooks_wording(step_class: type[S3Ob
     planned = engine.plan_items(items_for("a", "b"), resolve)
     subject, body = report.approval_text(planned, wording, reason="INC-7", run_id="r-1",
                                          permissions=engine.permissions(planned, resolve))
-    assert subject == "Apply 2 object restore(s) on aws-prod?"
+    assert subject == "Apply 2 object restores on aws-prod?"
     assert "**Restore objects**" in body and "INC-7" in body and "s3:PutObject" in body
     assert "compliance" not in subject + body
     result = report.summarise(planned, wording, status="dry_run", run_id="r-1", dry_run=True, request={"x": 1})

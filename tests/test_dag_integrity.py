@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,11 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAG_FILES = sorted(p for p in (PROJECT_ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 
-#: Modules that must never be imported while a DAG file is parsed (slow, or create clients).
+#: Modules that must never be imported while a DAG file is parsed (slow, or create clients). ruff's
+#: TID253 bans the same list at module level in dags/ (ruff.toml), so `make lint` catches it first.
 FORBIDDEN_AT_PARSE = (
-    "boto3", "botocore", "google.cloud", "googleapiclient", "azure", "great_expectations", "pandas",
+    "boto3", "botocore", "google.cloud", "google.api_core", "googleapiclient", "azure", "great_expectations",
+    "pandas", "airflow.providers.amazon", "airflow.providers.google", "airflow.providers.microsoft",
     "include.clouds", "include.compliance.validation",
 )
 
@@ -73,3 +77,54 @@ def test_no_cloud_sdk_imported_at_parse_time(path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     imported = json.loads(result.stdout.strip().splitlines()[-1])
     assert imported == [], f"{path.name} imports {imported} at parse time"
+
+
+# ---- the same rule, statically: ruff's banned module-level imports (TID253) for dags/ ---------------
+def _ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", *args],
+        check=False, capture_output=True, text=True, timeout=120, cwd=cwd,
+    )
+
+
+def test_ruff_bans_the_parse_time_modules_in_dag_files() -> None:
+    config = tomllib.loads((PROJECT_ROOT / "ruff.toml").read_text())
+    banned = config["lint"]["flake8-tidy-imports"]["banned-module-level-imports"]
+    assert "TID253" in config["lint"]["select"]
+    assert sorted(banned) == sorted(FORBIDDEN_AT_PARSE)
+
+
+def test_ruff_reports_a_top_level_sdk_import_in_a_dag_file(tmp_path: Path) -> None:
+    source = textwrap.dedent(
+        """\
+        import boto3
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.sdk import task
+
+
+        @task
+        def list_buckets() -> list[str]:
+            import boto3 as sdk  # inside the task: allowed
+
+            return [str(b) for b in sdk.client("s3").list_buckets()["Buckets"]] + [str(boto3), str(S3Hook)]
+        """
+    )
+    for folder in ("dags", "include"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "probe.py").write_text(source)
+    config = str(PROJECT_ROOT / "ruff.toml")  # its per-file patterns are relative to cwd, here tmp_path
+
+    in_dags = _ruff("--config", config, "--select", "TID253", "dags/probe.py", cwd=tmp_path)
+    assert in_dags.returncode == 1, in_dags.stdout + in_dags.stderr
+    reported = [line for line in in_dags.stdout.splitlines() if "TID253" in line]
+    assert any(line.startswith("dags/probe.py:1:") and "`boto3`" in line for line in reported), in_dags.stdout
+    assert any(line.startswith("dags/probe.py:2:") and "`airflow.providers.amazon`" in line for line in reported)
+    assert len(reported) == 2, "an import inside a task is allowed"
+
+    elsewhere = _ruff("--config", config, "--select", "TID253", "include/probe.py", cwd=tmp_path)
+    assert elsewhere.returncode == 0, "the ban is for DAG files only: " + elsewhere.stdout
+
+
+def test_ruff_finds_the_real_dags_clean() -> None:
+    result = _ruff("dags", cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -86,3 +86,34 @@ def test_python_m_localdev_seed_seeds_the_running_emulators(clean_clouds: object
     assert "seeded local estate: 3 created, 0 already present" in result.stderr
     container = WasbHook(wasb_conn_id="azure_estate").blob_service_client.get_container_client("cli-seeded")
     assert sorted(container.list_blob_names()) == ["object-000.txt", "object-001.txt"]
+
+
+def test_dotenv_keeps_foreign_lines(tmp_path: Path) -> None:
+    from localdev.emulators import Emulators
+    from localdev.stack import Stack, write_dotenv
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("FERNET_KEY=keep-me\nAIRFLOW_CONN_AWS_ESTATE='old'\n")
+    write_dotenv(Emulators(aws_port=1, gcs_port=2, azure_port=3), dotenv)
+    text = dotenv.read_text()
+    assert "FERNET_KEY=keep-me" in text and "'old'" not in text
+    assert text.count("AIRFLOW_CONN_AWS_ESTATE=") == 1 and "127.0.0.1:1" in text
+    assert Stack(home=tmp_path / "x", port=1).dotenv == tmp_path / "x" / ".env"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["demo"], {"demo": True, "keep_serving": False}),
+    (["demo", "--serve"], {"demo": True, "keep_serving": True}),
+    (["up"], {"demo": False, "keep_serving": True}),
+])
+def test_make_demo_up_and_demo_serve_share_one_code_path(
+    argv: list[str], expected: dict[str, bool], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo`, `make up` and `make demo SERVE=1` are one function with two switches; the slow test
+    (tests/test_local_stack.py) runs it for real with both switches on."""
+    from localdev import stack
+
+    called: list[dict[str, bool]] = []
+    monkeypatch.setattr(stack, "serve", lambda s, **kw: called.append(kw) or 0)
+    assert stack.main([*argv, "--home", str(tmp_path), "--port", "18123"]) == 0
+    assert called == [expected]

@@ -117,18 +117,18 @@ def from_dicts(data: Iterable[Mapping[str, Any]]) -> list[Item]:
     return [Item.from_dict(d) for d in data]
 
 
-Resolver = Callable[[Item], Step]
+Resolver = Callable[[Item], Step[Any]]
 
 
 class StepCache:
     """One step instance per (step id, cloud) and thread, so clients are reused and never shared across threads."""
 
-    def __init__(self, factory: Callable[[Item], Step]) -> None:
+    def __init__(self, factory: Callable[[Item], Step[Any]]) -> None:
         self._factory = factory
-        self._made: dict[tuple[int, str, str], Step] = {}
+        self._made: dict[tuple[int, str, str], Step[Any]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, item: Item) -> Step:
+    def __call__(self, item: Item) -> Step[Any]:
         key = (threading.get_ident(), item.step, item.record.cloud)
         with self._lock:
             step = self._made.get(key)
@@ -263,132 +263,167 @@ def apply_items(
         if ledger is not None and ledger_key:
             with ledger.lease(ledger_key, holder) as lease:
                 done = ledger.done(ledger_key)
-                run = _dispatch(pending, resolve, rate, done, ledger, ledger_key, holder, audit,
-                                lambda: lease.lost)
+                run = _Dispatch(pending, resolve, rate, done, ledger, ledger_key, holder, audit,
+                                lambda: lease.lost)()
         else:
-            run = _dispatch(pending, resolve, rate, {}, None, None, holder, audit, lambda: None)
+            run = _Dispatch(pending, resolve, rate, {}, None, None, holder, audit, lambda: None)()
         for item in pending:
             assert item.change is not None
             out[item.id] = run.results[item.change.key]
     return [out[item.id] for item in items]
 
 
-def _dispatch(
-    pending: list[Item],
-    resolve: Resolver,
-    rate: RateControl,
-    done: Mapping[str, Any],
-    ledger: Ledger | None,
-    ledger_key: str | None,
-    holder: str,
-    audit: AuditContext | None,
-    lost: Callable[[], str | None],
-) -> _Run:
-    by_key = {item.change.key: item for item in pending if item.change is not None}
-    deps = {key: item.change.depends_on for key, item in by_key.items() if item.change is not None}
-    order = dependency_order(list(by_key), {k: [d for d in v if d in by_key] for k, v in deps.items()})
-    run = _Run()
-    allowed = rate.errors_allowed(len(order))
-    log.info("applying %d change(s): %s", len(order), rate.describe(len(order)))
+class _Dispatch:
+    """One apply of the pending changes: dependency order, ledger, rate control and audit (see apply_items).
 
-    for key in order:  # the ledger says an earlier run with this key already did it
-        if key in done:
-            entry = done[key]
-            item = by_key[key]
-            note = f"done earlier under the same key by {entry.holder} at {entry.recorded_at} ({entry.outcome})"
-            run.results[key] = replace(item, outcome="done_earlier", note=note)
-            _audit(audit, step="apply", action=item.change.action if item.change else item.step, outcome="unchanged",
-                   resource=item.resource_id, error=None, after={"ledger": note})
+    The main thread decides what to dispatch and records every outcome; worker threads only apply.
+    """
 
-    def settle(key: str, item: Item) -> None:
-        run.results[key] = item
-        if ledger is not None and ledger_key and item.change is not None and item.outcome in ("changed", "unchanged", "failed"):
-            ledger.record(ledger_key, key, holder=holder, outcome=item.outcome,
-                          detail={"resource": item.resource_id, "step": item.step, "error": item.apply_error})
+    def __init__(
+        self,
+        pending: list[Item],
+        resolve: Resolver,
+        rate: RateControl,
+        done: Mapping[str, Any],
+        ledger: Ledger | None,
+        ledger_key: str | None,
+        holder: str,
+        audit: AuditContext | None,
+        lost: Callable[[], str | None],
+    ) -> None:
+        self.resolve = resolve
+        self.rate = rate
+        self.done = done
+        self.ledger = ledger
+        self.ledger_key = ledger_key
+        self.holder = holder
+        self.audit = audit
+        self.lost = lost
+        self.by_key = {item.change.key: item for item in pending if item.change is not None}
+        self.deps = {key: item.change.depends_on for key, item in self.by_key.items() if item.change is not None}
+        self.order = dependency_order(
+            list(self.by_key), {k: [d for d in v if d in self.by_key] for k, v in self.deps.items()}
+        )
+        self.run = _Run()
+        self.allowed = rate.errors_allowed(len(self.order))
+        self.queue: list[str] = []
+        self.in_flight: dict[Future[Item], str] = {}
 
-    def blocked(key: str) -> str | None:
-        for dep in deps.get(key, ()):
+    def __call__(self) -> _Run:
+        log.info("applying %d change(s): %s", len(self.order), self.rate.describe(len(self.order)))
+        self._skip_done_earlier()
+        self.queue = [key for key in self.order if key not in self.run.results]
+        with ThreadPoolExecutor(max_workers=self.rate.concurrency(len(self.order)), thread_name_prefix="apply") as pool:
+            while self.queue or self.in_flight:
+                reason = self.run.stopped or self.lost()
+                if reason and not self.run.stopped:
+                    self.run.stopped = reason
+                self._fill(pool)
+                if not self.in_flight:
+                    if self.run.stopped or not self.queue:
+                        break
+                    if not any(self._ready(k) for k in self.queue):  # cannot happen with a valid order; never spin
+                        self.run.stopped = "dependencies could not be satisfied"
+                        break
+                    continue
+                finished, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self._collect(future)
+        self._give_up_the_rest()
+        return self.run
+
+    def _skip_done_earlier(self) -> None:
+        """The ledger says an earlier run with this key already did it."""
+        for key in self.order:
+            if key in self.done:
+                entry = self.done[key]
+                item = self.by_key[key]
+                note = f"done earlier under the same key by {entry.holder} at {entry.recorded_at} ({entry.outcome})"
+                self.run.results[key] = replace(item, outcome="done_earlier", note=note)
+                _audit(self.audit, step="apply", action=item.change.action if item.change else item.step,
+                       outcome="unchanged", resource=item.resource_id, error=None, after={"ledger": note})
+
+    def _settle(self, key: str, item: Item) -> None:
+        self.run.results[key] = item
+        if (self.ledger is not None and self.ledger_key and item.change is not None
+                and item.outcome in ("changed", "unchanged", "failed")):
+            self.ledger.record(self.ledger_key, key, holder=self.holder, outcome=item.outcome,
+                               detail={"resource": item.resource_id, "step": item.step, "error": item.apply_error})
+
+    def _blocked(self, key: str) -> str | None:
+        for dep in self.deps.get(key, ()):
             if dep.startswith("unplanned:"):
                 return f"depends on {dep.split(':', 1)[1]}, whose plan failed"
-            result = run.results.get(dep)
+            result = self.run.results.get(dep)
             if result is not None and result.outcome not in ("changed", "unchanged", "done_earlier"):
-                return f"depends on {by_key[dep].resource_id} ({by_key[dep].step}), which {result.outcome}"
+                return f"depends on {self.by_key[dep].resource_id} ({self.by_key[dep].step}), which {result.outcome}"
         return None
 
-    def ready(key: str) -> bool:
-        return all(dep in run.results for dep in deps.get(key, ()) if not dep.startswith("unplanned:"))
+    def _ready(self, key: str) -> bool:
+        return all(dep in self.run.results for dep in self.deps.get(key, ()) if not dep.startswith("unplanned:"))
 
-    def apply_one(item: Item) -> Item:
+    def _apply_one(self, item: Item) -> Item:
+        """Runs in a worker thread."""
         assert item.change is not None
-        step = resolve(item)
+        step = self.resolve(item)
         applied = step.apply(item.change)
         return replace(item, outcome="changed" if applied.changed else "unchanged", applied=applied)
 
-    queue = [key for key in order if key not in run.results]
-    in_flight: dict[Future[Item], str] = {}
-    with ThreadPoolExecutor(max_workers=rate.concurrency(len(order)), thread_name_prefix="apply") as pool:
-        while queue or in_flight:
-            reason = run.stopped or lost()
-            if reason and not run.stopped:
-                run.stopped = reason
-            progressed = True
-            while progressed and not run.stopped and len(in_flight) < rate.concurrency(len(order)):
-                progressed = False
-                for key in list(queue):
-                    if not ready(key):
-                        continue
-                    queue.remove(key)
-                    why = blocked(key)
-                    if why:
-                        item = by_key[key]
-                        settle(key, replace(item, outcome="not_attempted", note=why))
-                        _audit(audit, step="apply", action=item.change.action if item.change else item.step,
-                               outcome="skipped", resource=item.resource_id, error=f"not attempted: {why}")
-                        progressed = True
-                        break
-                    in_flight[pool.submit(apply_one, by_key[key])] = key
-                    progressed = True
-                    break
-            if not in_flight:
-                if run.stopped or not queue:
-                    break
-                if not any(ready(k) for k in queue):  # cannot happen with a valid order; never spin
-                    run.stopped = "dependencies could not be satisfied"
-                    break
-                continue
-            finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-            for future in finished:
-                key = in_flight.pop(future)
-                item = by_key[key]
-                assert item.change is not None
-                change = item.change
-                try:
-                    result = future.result()
-                except Exception as exc:  # one change failing is recorded; rate control decides what follows
-                    error = error_text(exc)
-                    log.error("apply %s %s failed: %s", item.step, item.resource_id, error)
-                    settle(key, replace(item, outcome="failed", apply_error=error))
-                    _audit(audit, step="apply", action=change.action, outcome="failed", resource=item.resource_id,
-                           before=change.before, after=change.after, error=error)
-                    run.errors += 1
-                    if run.errors > allowed and not run.stopped:
-                        run.stopped = (f"{run.errors} change(s) failed, more than max_errors {rate.max_errors} "
-                                       f"allows ({allowed}): nothing new was dispatched")
+    def _fill(self, pool: ThreadPoolExecutor) -> None:
+        """Dispatch ready changes, one at a time, up to the concurrency; a blocked one is not attempted."""
+        progressed = True
+        while progressed and not self.run.stopped and len(self.in_flight) < self.rate.concurrency(len(self.order)):
+            progressed = False
+            for key in list(self.queue):
+                if not self._ready(key):
                     continue
-                applied = result.applied
-                log.info("apply %s %s: %s (%s)", item.step, item.resource_id, result.outcome, change.summary)
-                settle(key, result)
-                _audit(audit, step="apply", action=change.action, outcome="changed" if result.outcome == "changed"
-                       else "unchanged", resource=item.resource_id,
-                       before=applied.before if applied else None, after=applied.after if applied else None)
-    for key in order:
-        if key not in run.results:
-            item = by_key[key]
-            why = run.stopped or "not dispatched"
-            run.results[key] = replace(item, outcome="not_attempted", note=why)
-            _audit(audit, step="apply", action=item.change.action if item.change else item.step, outcome="skipped",
-                   resource=item.resource_id, error=f"not attempted: {why}")
-    return run
+                self.queue.remove(key)
+                why = self._blocked(key)
+                if why:
+                    item = self.by_key[key]
+                    self._settle(key, replace(item, outcome="not_attempted", note=why))
+                    _audit(self.audit, step="apply", action=item.change.action if item.change else item.step,
+                           outcome="skipped", resource=item.resource_id, error=f"not attempted: {why}")
+                else:
+                    self.in_flight[pool.submit(self._apply_one, self.by_key[key])] = key
+                progressed = True
+                break
+
+    def _collect(self, future: Future[Item]) -> None:
+        """Record a finished change; one failing is recorded, and rate control decides what follows."""
+        key = self.in_flight.pop(future)
+        item = self.by_key[key]
+        assert item.change is not None
+        change = item.change
+        try:
+            result = future.result()
+        except Exception as exc:
+            error = error_text(exc)
+            log.error("apply %s %s failed: %s", item.step, item.resource_id, error)
+            self._settle(key, replace(item, outcome="failed", apply_error=error))
+            _audit(self.audit, step="apply", action=change.action, outcome="failed", resource=item.resource_id,
+                   before=change.before, after=change.after, error=error)
+            self.run.errors += 1
+            if self.run.errors > self.allowed and not self.run.stopped:
+                self.run.stopped = (f"{self.run.errors} change(s) failed, more than max_errors {self.rate.max_errors} "
+                                    f"allows ({self.allowed}): nothing new was dispatched")
+            return
+        applied = result.applied
+        log.info("apply %s %s: %s (%s)", item.step, item.resource_id, result.outcome, change.summary)
+        self._settle(key, result)
+        _audit(self.audit, step="apply", action=change.action, outcome="changed" if result.outcome == "changed"
+               else "unchanged", resource=item.resource_id,
+               before=applied.before if applied else None, after=applied.after if applied else None)
+
+    def _give_up_the_rest(self) -> None:
+        """What was never dispatched (stopped, or blocked) is not attempted, with the reason."""
+        for key in self.order:
+            if key not in self.run.results:
+                item = self.by_key[key]
+                why = self.run.stopped or "not dispatched"
+                self.run.results[key] = replace(item, outcome="not_attempted", note=why)
+                _audit(self.audit, step="apply", action=item.change.action if item.change else item.step,
+                       outcome="skipped", resource=item.resource_id, error=f"not attempted: {why}")
 
 
 # ---- verify --------------------------------------------------------------------------------------------

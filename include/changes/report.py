@@ -25,12 +25,14 @@ class Wording:
     title: str  # "Remediate compliance findings"
     results_dir: str  # results go to <data dir>/<results_dir>/<run id>/result.json
     noun: str = "change"  # one change, as the approver reads it: "compliance fix"
+    nouns: str = ""  # more than one ("compliance fixes"); default: noun + "s"
     done_status: str = "applied"  # status when every change applied and verified ("fixed")
     nothing_status: str = "no_changes"  # status when nothing needed changing ("compliant")
     in_state: str = "already as wanted"  # an item that needs no change ("compliant")
 
     def plural(self, count: int) -> str:
-        return f"{count} {self.noun}(s)"
+        """``1 compliance fix`` / ``2 compliance fixes``."""
+        return f"{count} {self.noun if count == 1 else self.nouns or self.noun + 's'}"
 
 
 def _request_json(request: Mapping[str, Any]) -> str:
@@ -71,7 +73,8 @@ def approval_text(
     subject = f"Apply {wording.plural(len(planned))} on {', '.join(targets) or 'no target'}?"
     if destructive:
         subject += f" ({len(destructive)} destructive)"
-    body = [f"**{wording.title}**", f"**Run** `{run_id}`" if run_id else "", f"**Reason:** {reason}" if reason else "",
+    head = [f"**{wording.title}**", f"**Run** `{run_id}`" if run_id else "", f"**Reason:** {reason}" if reason else ""]
+    body = ["  \n".join(line for line in head if line), "",  # Markdown: one line each, then a paragraph
             f"**{wording.plural(len(planned))}** will be made (read -> plan done; nothing changed yet):", ""]
     for item in planned:
         change = item.change

@@ -161,7 +161,11 @@ class Step(Generic[S]):
         record = change.record
         self.check_type(record)
         state = self.read(record)
-        want = self.desired(state, record) if self.recompute_on_apply else change.after
+        # ``change`` was planned by this step, so its ``after`` is one of this step's states (S). The model
+        # types it ``dict | None``; mypy checks this body once per kind of S, and cast(S, ...) is redundant
+        # for one of them (warn_redundant_casts), hence the Any.
+        planned: Any = change.after
+        want: S = self.desired(state, record) if self.recompute_on_apply else planned
         before = self.project(state, want)
         if self.satisfied(state, want):
             return Applied(changed=False, before=before, after=before)

@@ -199,46 +199,66 @@ _FACTS: dict[str, Callable[[list[ResourceRecord]], Any]] = {}
 
 def validate_meta(meta: RuleMeta) -> None:
     """Raise :class:`RuleDefinitionError` naming the rule when its metadata is not valid."""
+    _check_identity(meta)
+    _check_texts(meta)
+    _check_resource_types(meta)
+    _check_frameworks(meta)
+    _check_fixer_and_params(meta)
 
-    def bad(problem: str) -> RuleDefinitionError:
-        return RuleDefinitionError(f"rule {meta.id!r}: {problem}")
 
+def _bad(meta: RuleMeta, problem: str) -> RuleDefinitionError:
+    return RuleDefinitionError(f"rule {meta.id!r}: {problem}")
+
+
+def _check_identity(meta: RuleMeta) -> None:
     if not isinstance(meta.id, str) or not RULE_ID.match(meta.id):
-        raise bad("id must be snake_case and start with its cloud (aws_ / gcp_ / azure_)")
+        raise _bad(meta, "id must be snake_case and start with its cloud (aws_ / gcp_ / azure_)")
     if meta.cloud not in CLOUDS:
-        raise bad(f"unknown cloud {meta.cloud!r} (known: {', '.join(CLOUDS)})")
+        raise _bad(meta, f"unknown cloud {meta.cloud!r} (known: {', '.join(CLOUDS)})")
     if not meta.id.startswith(meta.cloud + "_"):
-        raise bad(f"id must start with its cloud {meta.cloud!r}")
+        raise _bad(meta, f"id must start with its cloud {meta.cloud!r}")
     if meta.severity not in SEVERITIES:
-        raise bad(f"unknown severity {meta.severity!r} (known: {', '.join(SEVERITIES)})")
+        raise _bad(meta, f"unknown severity {meta.severity!r} (known: {', '.join(SEVERITIES)})")
+
+
+def _check_texts(meta: RuleMeta) -> None:
     for name in ("title", "rationale", "remediation"):
         value = getattr(meta, name)
         if not isinstance(value, str) or not value.strip():
-            raise bad(f"{name} is empty")
+            raise _bad(meta, f"{name} is empty")
+
+
+def _check_resource_types(meta: RuleMeta) -> None:
     if not meta.resource_types:
-        raise bad("names no resource type")
+        raise _bad(meta, "names no resource type")
     contract = contract_resource_types()
     for resource_type in meta.resource_types:
         if resource_type not in contract:
-            raise bad(f"resource type {resource_type!r} is not in docs/inventory-records.md")
+            raise _bad(meta, f"resource type {resource_type!r} is not in docs/inventory-records.md")
         if not resource_type.startswith(meta.cloud + "."):
-            raise bad(f"resource type {resource_type!r} is not a {meta.cloud} type")
+            raise _bad(meta, f"resource type {resource_type!r} is not a {meta.cloud} type")
+
+
+def _check_frameworks(meta: RuleMeta) -> None:
     if not meta.frameworks:
-        raise bad("maps to no framework control (use 'Internal' for the project's own baseline)")
+        raise _bad(meta, "maps to no framework control (use 'Internal' for the project's own baseline)")
     for framework, controls in meta.frameworks.items():
         try:
             problem = check_citation(framework, tuple(controls), meta.cloud)
         except CatalogueError as exc:
-            raise bad(f"cannot check its framework controls: {exc}") from exc
+            raise _bad(meta, f"cannot check its framework controls: {exc}") from exc
         if problem:
-            raise bad(problem)
+            raise _bad(meta, problem)
+
+
+def _check_fixer_and_params(meta: RuleMeta) -> None:
     if meta.fixer is not None and meta.fixer not in FIXERS:
-        raise bad(f"unknown fixer {meta.fixer!r} (known: {', '.join(FIXERS)})")
+        raise _bad(meta, f"unknown fixer {meta.fixer!r} (known: {', '.join(FIXERS)})")
     for key, value in meta.params.items():
         if not re.match(r"^[a-z][a-z0-9_]*$", key):
-            raise bad(f"parameter name {key!r} is not snake_case")
+            raise _bad(meta, f"parameter name {key!r} is not snake_case")
         if not isinstance(value, (int, float, str, bool, tuple)):
-            raise bad(f"parameter {key!r} must be a number, string, bool or tuple of strings")
+            raise _bad(meta, f"parameter {key!r} must be a number, string, bool or tuple of strings")
 
 
 def register(meta: RuleMeta, func: RuleFunc) -> Rule:

@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 
 class HasConnId(Protocol):
     """Anything naming an Airflow connection (a :class:`~include.targets.Target`)."""
@@ -40,7 +40,7 @@ def partition(region: str) -> str:
     return "aws"
 
 
-def hook_for(conn_id: str, service: str, region: str | None) -> AwsBaseHook:
+def hook_for(conn_id: str, service: str, region: str | None) -> AwsGenericHook[Any]:
     """The provider hook the runbooks use for ``service`` (S3Hook, EC2Hook, RdsHook, else AwsBaseHook)."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
@@ -59,7 +59,7 @@ def hook_for(conn_id: str, service: str, region: str | None) -> AwsBaseHook:
     return AwsBaseHook(aws_conn_id=conn_id, client_type=service, region_name=region)
 
 
-def _connection_fingerprint(hook: AwsBaseHook) -> str:
+def _connection_fingerprint(hook: AwsGenericHook[Any]) -> str:
     """Digest of the Airflow connection behind ``hook`` (a changed connection gets a new session)."""
     wrapper = hook.conn_config
     fields = (

@@ -34,6 +34,7 @@ WORDING = Wording(
     title="Remediate compliance findings",
     results_dir="remediation",
     noun="compliance fix",
+    nouns="compliance fixes",
     done_status="fixed",
     nothing_status="compliant",
     in_state="compliant",
@@ -198,58 +199,97 @@ def resolve(
     """
     problems: list[str] = []
     wanted: dict[tuple[str, str], Item] = {}
-
-    def add(fixer_id: str, record: ResourceRecord, finding_id: str | None, rule_id: str) -> None:
-        key = (fixer_id, record.key)
-        item = wanted.get(key) or Item(step=fixer_id, record=record, labels={"finding_ids": [], "rule_ids": []})
-        labels = {k: list(v) for k, v in item.labels.items()}
-        if finding_id and finding_id not in labels["finding_ids"]:
-            labels["finding_ids"].append(finding_id)
-        if rule_id not in labels["rule_ids"]:
-            labels["rule_ids"].append(rule_id)
-        wanted[key] = replace(item, labels=labels)
-
     if request.finding_ids:
-        loaded = [f if isinstance(f, Finding) else Finding.from_dict(dict(f)) for f in (findings or _latest_findings)()]
-        by_id = {f.finding_id: f for f in loaded}
-        unknown = [fid for fid in request.finding_ids if fid not in by_id]
-        if unknown:
-            where = "the latest compliance scan" if loaded else "any scan (no compliance scan has run yet)"
-            problems.append(f"unknown finding ids (not in {where}): {', '.join(unknown)}")
-        for fid in request.finding_ids:
-            finding = by_id.get(fid)
-            if finding is None:
-                continue
-            if not finding.fixer:
-                problems.append(f"finding {fid}: rule {finding.rule_id} has no fixer (fix it by hand: "
-                                f"{finding.remediation})")
-                continue
-            add(finding.fixer, _record_from_finding(finding), fid, finding.rule_id)
+        _items_from_findings(request, findings or _latest_findings, wanted, problems)
     else:
-        assert request.rule is not None
-        fixer_id, rule_types = _rule_fixer(request.rule)
-        if not fixer_id:
-            raise RemediationError(f"rule {request.rule} has no fixer: it cannot be remediated by this runbook")
-        records = list((inventory or _latest_inventory)())
-        for wanted_id in request.resources:
-            matches = [r for r in records if wanted_id in (r.resource_id, r.key)]
-            if not matches:
-                matches = [r for r in records if r.name == wanted_id and r.resource_type in rule_types]
-            if not matches:
-                problems.append(f"unknown resource {wanted_id!r} (not in the latest inventory)")
-                continue
-            if len(matches) > 1:
-                problems.append(f"resource {wanted_id!r} is ambiguous: "
-                                f"{', '.join(m.key for m in matches)}; give the full resource id")
-                continue
-            record = matches[0]
-            if record.resource_type not in rule_types:
-                problems.append(f"resource {wanted_id!r} is a {record.resource_type}; rule {request.rule} applies "
-                                f"to {', '.join(rule_types)}")
-                continue
-            add(fixer_id, record, None, request.rule)
-
+        _items_from_rule(request, inventory or _latest_inventory, wanted, problems)
     items = list(wanted.values())
+    problems.extend(_item_problems(items, request, targets))
+    if problems:
+        raise RemediationError("cannot remediate:\n- " + "\n- ".join(dict.fromkeys(problems)))
+    return sorted(items, key=lambda i: (i.step, i.record.target, i.resource_id))
+
+
+def _want(
+    wanted: dict[tuple[str, str], Item], fixer_id: str, record: ResourceRecord, finding_id: str | None, rule_id: str
+) -> None:
+    """Add (fixer, resource) to ``wanted``, or add the finding and rule to the labels of the item already there."""
+    key = (fixer_id, record.key)
+    item = wanted.get(key) or Item(step=fixer_id, record=record, labels={"finding_ids": [], "rule_ids": []})
+    labels = {k: list(v) for k, v in item.labels.items()}
+    if finding_id and finding_id not in labels["finding_ids"]:
+        labels["finding_ids"].append(finding_id)
+    if rule_id not in labels["rule_ids"]:
+        labels["rule_ids"].append(rule_id)
+    wanted[key] = replace(item, labels=labels)
+
+
+def _items_from_findings(
+    request: Request,
+    findings: Callable[[], Sequence[Finding | Mapping[str, Any]]],
+    wanted: dict[tuple[str, str], Item],
+    problems: list[str],
+) -> None:
+    """The ``finding_ids`` form: each finding of the latest scan, with its rule's fixer."""
+    loaded = [f if isinstance(f, Finding) else Finding.from_dict(dict(f)) for f in findings()]
+    by_id = {f.finding_id: f for f in loaded}
+    unknown = [fid for fid in request.finding_ids if fid not in by_id]
+    if unknown:
+        where = "the latest compliance scan" if loaded else "any scan (no compliance scan has run yet)"
+        problems.append(f"unknown finding ids (not in {where}): {', '.join(unknown)}")
+    for fid in request.finding_ids:
+        finding = by_id.get(fid)
+        if finding is None:
+            continue
+        if not finding.fixer:
+            problems.append(f"finding {fid}: rule {finding.rule_id} has no fixer (fix it by hand: "
+                            f"{finding.remediation})")
+            continue
+        _want(wanted, finding.fixer, _record_from_finding(finding), fid, finding.rule_id)
+
+
+def _items_from_rule(
+    request: Request,
+    inventory: Callable[[], Sequence[ResourceRecord]],
+    wanted: dict[tuple[str, str], Item],
+    problems: list[str],
+) -> None:
+    """The ``rule`` + ``resources`` form: the rule's fixer on each named resource of the latest inventory."""
+    assert request.rule is not None
+    fixer_id, rule_types = _rule_fixer(request.rule)
+    if not fixer_id:
+        raise RemediationError(f"rule {request.rule} has no fixer: it cannot be remediated by this runbook")
+    records = list(inventory())
+    for wanted_id in request.resources:
+        found = _match_resource(wanted_id, records, request.rule, rule_types)
+        if isinstance(found, str):
+            problems.append(found)
+        else:
+            _want(wanted, fixer_id, found, None, request.rule)
+
+
+def _match_resource(
+    wanted_id: str, records: Sequence[ResourceRecord], rule_id: str, rule_types: tuple[str, ...]
+) -> ResourceRecord | str:
+    """The one record ``wanted_id`` names (resource id or key, else a unique name), or the problem."""
+    matches = [r for r in records if wanted_id in (r.resource_id, r.key)]
+    if not matches:
+        matches = [r for r in records if r.name == wanted_id and r.resource_type in rule_types]
+    if not matches:
+        return f"unknown resource {wanted_id!r} (not in the latest inventory)"
+    if len(matches) > 1:
+        return (f"resource {wanted_id!r} is ambiguous: "
+                f"{', '.join(m.key for m in matches)}; give the full resource id")
+    record = matches[0]
+    if record.resource_type not in rule_types:
+        return (f"resource {wanted_id!r} is a {record.resource_type}; rule {rule_id} applies "
+                f"to {', '.join(rule_types)}")
+    return record
+
+
+def _item_problems(items: Sequence[Item], request: Request, targets: TargetsConfig | None) -> list[str]:
+    """What stops the items from being planned: no fixer for the resource type, unknown target, missing input."""
+    problems: list[str] = []
     config: TargetsConfig | None = targets
     for item in items:
         try:
@@ -264,9 +304,7 @@ def resolve(
     if any(i.step == "tags.required" for i in items) and not request.tag_values and not request.dry_run:
         # A dry run still plans everything else and reports these resources as needing input.
         problems.append('tags.required needs tag_values, e.g. {"owner": "platform-team", "cost-center": "cc-1"}')
-    if problems:
-        raise RemediationError("cannot remediate:\n- " + "\n- ".join(dict.fromkeys(problems)))
-    return sorted(items, key=lambda i: (i.step, i.record.target, i.resource_id))
+    return problems
 
 
 def resolver(options: Mapping[str, Any], targets: TargetsConfig | None = None) -> StepCache:

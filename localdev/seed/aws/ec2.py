@@ -8,7 +8,7 @@ from localdev.seed import SEED_TAG, SeedError, SeedReport
 from localdev.seed.aws.common import Clients, by_seed_id, need, tag_spec
 
 
-def seed_ec2_region(
+def seed_ec2_region(  # noqa: C901 - a linear seed script: one create-if-missing section per resource kind
     clients: Clients, region: str, spec: dict[str, Any], keys: dict[str, str], report: SeedReport
 ) -> None:
     """The ``ec2:`` entries of ``region``, in dependency order; ``keys``: KMS seed id -> ARN."""

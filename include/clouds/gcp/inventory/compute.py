@@ -88,6 +88,7 @@ def list_instances(ctx: ListContext) -> Iterator[ResourceRecord]:
     from airflow.providers.google.cloud.hooks.compute import ComputeEngineHook
 
     project = ctx.target.account
+    # The Google provider leaves ComputeEngineHook.get_conn unannotated (it returns a discovery Resource).
     service = ComputeEngineHook(gcp_conn_id=ctx.target.conn_id).get_conn()  # type: ignore[no-untyped-call]
     for zone, instance in _aggregated_instances(service, project):
         region = zone_region(zone)
