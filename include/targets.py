@@ -15,9 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from include.params import TARGET_NAME_PATTERN
+from include.paths import CONFIG_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TARGETS_FILE = PROJECT_ROOT / "config" / "targets.yaml"
+DEFAULT_TARGETS_FILE = CONFIG_DIR / "targets.yaml"
 
 Cloud = Literal["aws", "gcp", "azure"]
 CLOUDS: tuple[Cloud, ...] = ("aws", "gcp", "azure")

@@ -358,6 +358,29 @@ def test_two_runs_for_one_key_never_apply_at_once(step_class: type[S3ObjectConte
     assert [i.outcome for i in outcomes["run-a"]] == ["changed"] * 3 and sorted(step_class.writes) == keys
 
 
+def test_a_lost_lease_stops_dispatching(step_class: type[S3ObjectContent], tmp_path: Path) -> None:
+    """If another run takes the key over (our lease expired unseen), nothing new is applied under it."""
+    ledger = Ledger.from_url(f"sqlite:///{tmp_path / 'state.db'}")
+    keys = [f"l{n}" for n in range(6)]
+    resolve = resolver({"content": {k: k for k in keys}, "hold": 0.4})
+    planned = engine.plan_items(items_for(*keys), resolve)
+
+    def take_over() -> None:
+        time.sleep(0.5)  # during the second change: the row now names another holder
+        with ledger.engine.begin() as db:
+            db.exec_driver_sql("UPDATE runbooks_change_lease SET holder = 'run-b' WHERE key = 'k'")
+
+    thief = threading.Thread(target=take_over)
+    thief.start()
+    done = engine.apply_items(planned, resolve, ledger=ledger, ledger_key="k", holder="run-a", lease_ttl=0.6)
+    thief.join()
+    outcomes = [i.outcome for i in done]
+    assert outcomes[0] == "changed" and "not_attempted" in outcomes, outcomes
+    stopped = [i for i in done if i.outcome == "not_attempted"]
+    assert all("lease on 'k' was lost" in (i.note or "") for i in stopped)
+    assert len(step_class.writes) < len(keys) and outcomes.count("changed") == len(step_class.writes)
+
+
 def test_ledger_connection_is_required_and_typed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_RUNBOOKS_NOWHERE", raising=False)
     with pytest.raises(LedgerUnavailable, match="runbooks_nowhere.*not defined"):

@@ -685,3 +685,24 @@ def test_checks_catch_bad_input() -> None:
 
     active, alternatives = parse_env("A='1'\n# B='{\"x\": 2}'\n#   not a=line\nC=\n")
     assert active == {"A": "1", "C": ""} and alternatives == [("B", '{"x": 2}')]
+
+
+def test_the_change_ledger_reaches_the_metadata_database_from_every_airflow_container(
+    compose: dict[str, Any], env_example: tuple[dict[str, str], list[tuple[str, str]]]
+) -> None:
+    """Mutating runbooks apply under a ledger in a database every worker sees (never a local file)."""
+    from airflow.models.connection import Connection
+
+    from include.changes.ledger import sqlalchemy_url
+
+    env = compose["x-airflow-common"]["environment"]
+    uri = interpolation_default(env["AIRFLOW_CONN_RUNBOOKS_STATE"])
+    url = sqlalchemy_url(Connection(conn_id="runbooks_state", uri=uri))
+    metadata = interpolation_default(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    assert url.drivername == "postgresql+psycopg2" and url.host == "postgres" and url.database == "airflow"
+    assert metadata.endswith(f"@{url.host}/{url.database}"), "the ledger lives in the metadata database"
+    values = (ROOT / "deploy" / "helm" / "values.yaml").read_text()
+    assert "AIRFLOW_CONN_RUNBOOKS_STATE" in values
+    (example,) = [conn for key, conn in _examples(env_example) if key == "AIRFLOW_CONN_RUNBOOKS_STATE"]
+    filled = sqlalchemy_url(Connection(conn_id="runbooks_state", **{**json.loads(_fill(example)), "port": 5432}))
+    assert filled.drivername == "postgresql+psycopg2" and filled.database == "placeholder"

@@ -275,10 +275,16 @@ def test_bad_requests_through_the_api_are_refused(served: Served) -> None:
     assert (served.data / "inventory" / "latest.json").read_text() == latest_before
     log = json.dumps(api.get("/api/v2/dags/inventory_estate/dagRuns/api__typo/taskInstances/select_targets/logs/1"))
     assert "unknown parameter(s) 'tragets'" in log and "allowed: services, targets" in log
-    # an unknown target also fails once, listing the known ones
+    # an unknown target, or a service no selected cloud has, also fails once, listing the known ones
     api.trigger("inventory_estate", "api__unknown_target", {"targets": ["aws-staging"]})
-    wait_run(api, "inventory_estate", "api__unknown_target")
-    assert task_states(api, "inventory_estate", "api__unknown_target")["select_targets"] == ("failed", 1)
+    api.trigger("inventory_estate", "api__unknown_service", {"targets": ["gcp-prod"], "services": ["s3"]})
+    for run_id, expected in (("api__unknown_target", "unknown target 'aws-staging'; known targets: aws-prod"),
+                             ("api__unknown_service", "unknown services: s3; known: gcp: compute, storage")):
+        wait_run(api, "inventory_estate", run_id)
+        assert task_states(api, "inventory_estate", run_id)["select_targets"] == ("failed", 1)
+        log = json.dumps(api.get(f"/api/v2/dags/inventory_estate/dagRuns/{run_id}/taskInstances/select_targets/logs/1"))
+        assert expected in log, log[-3000:]
+    assert (served.data / "inventory" / "latest.json").read_text() == latest_before
 
 
 def test_remediation_approved_from_required_actions_applies(

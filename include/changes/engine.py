@@ -235,6 +235,7 @@ def apply_items(
     ledger_key: str | None = None,
     holder: str = "",
     audit: AuditContext | None = None,
+    lease_ttl: float = 120.0,
 ) -> list[Item]:
     """Apply every planned change in dependency order under ``rate``; return the items with their outcomes.
 
@@ -261,7 +262,7 @@ def apply_items(
             pending.append(item)
     if pending:
         if ledger is not None and ledger_key:
-            with ledger.lease(ledger_key, holder) as lease:
+            with ledger.lease(ledger_key, holder, ttl=lease_ttl) as lease:
                 done = ledger.done(ledger_key)
                 run = _Dispatch(pending, resolve, rate, done, ledger, ledger_key, holder, audit,
                                 lambda: lease.lost)()

@@ -24,11 +24,6 @@ from include.fileio import atomic_text_writer, atomic_write_text
 from include.paths import data_dir, safe_segment
 from include.records import ResourceRecord
 
-#: Thin alias (with ``data_dir`` and ``atomic_write_text`` above) for importers outside the inventory that
-#: still take these from here: the remediation runner, include/compliance/store.py, include/notify.py,
-#: include/audit.py. Their home is include.paths / include.fileio; remove once those import from there.
-safe_run_id = safe_segment
-
 
 def inventory_dir(base: Path | None = None) -> Path:
     """The inventory folder under ``base`` (default: the runbooks' data directory)."""
