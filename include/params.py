@@ -45,6 +45,27 @@ def dry_run_param() -> Param:
     )
 
 
+def auto_dry_run_param() -> Param:
+    """``dry_run`` for a runbook that also runs on a schedule: empty = a real run on the schedule, a dry run
+    when a person (UI) or a caller (API) triggers it without saying; true / false as given."""
+    from airflow.sdk import Param
+
+    return Param(
+        None, type=["null", "boolean"], title="Dry run",
+        description="Empty: plan only when triggered by hand or the API, apply on the schedule. "
+                    "true: plan and show each change, change nothing. false: apply.",
+    )
+
+
+def resolve_dry_run(context: Mapping[str, Any]) -> bool:
+    """The effective ``dry_run`` of a run: the parameter when set, else False only for scheduled runs."""
+    value = (context.get("params") or {}).get("dry_run")
+    if isinstance(value, bool):
+        return value
+    run_type = str(getattr(context.get("dag_run"), "run_type", "") or "").lower()
+    return "scheduled" not in run_type
+
+
 def reason_param() -> Param:
     from airflow.sdk import Param
 

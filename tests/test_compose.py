@@ -59,7 +59,7 @@ PROJECT_MOUNTS = {
 #: Connection type each target's connection must have, by cloud.
 CONN_TYPES = {"aws": "aws", "gcp": "google_cloud_platform", "azure": "wasb"}
 #: Test-only / dev tools from requirements.txt that must stay out of the runtime image.
-DEV_ONLY = {"pytest", "pytest-xdist", "ruff", "mypy", "types-pyyaml", "types-requests", "playwright", "uv", "psutil",
+DEV_ONLY = {"pytest", "pytest-xdist", "hypothesis", "ruff", "mypy", "types-pyyaml", "types-requests", "playwright", "uv", "psutil",
             "moto", "gcp-storage-emulator"}
 #: Deployment extras the image adds on top of the lock (executor, auth manager, DB driver).
 DEPLOYMENT_EXTRAS = {

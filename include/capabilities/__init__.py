@@ -14,9 +14,12 @@ are added the same way: a Protocol here, an implementation in ``include/clouds/<
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from include.targets import Target
+
+if TYPE_CHECKING:
+    from include.capabilities.object_store import ObjectStore
 
 #: capability name -> cloud -> "module:factory" (imported lazily: cloud SDKs stay out of DAG parsing)
 REGISTRY: dict[str, dict[str, str]] = {
@@ -41,3 +44,9 @@ def capability(name: str, target: Target, **kwargs: Any) -> Any:
         raise CapabilityError(f"no capability {name!r} for cloud {target.cloud!r}; known: {known}") from None
     module_name, factory = path.split(":")
     return getattr(importlib.import_module(module_name), factory)(target, **kwargs)
+
+
+def object_store(target: Target, **kwargs: Any) -> ObjectStore:
+    """The object store of ``target`` (typed shortcut of ``capability("object_store", target)``)."""
+    store: ObjectStore = capability("object_store", target, **kwargs)
+    return store
