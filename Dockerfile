@@ -37,6 +37,7 @@ RUN pip install --no-cache-dir \
         apache-airflow-providers-standard \
         great-expectations \
         apache-airflow-providers-celery \
+        "celery[redis]" \
         apache-airflow-providers-fab \
         apache-airflow-providers-postgres \
         --constraint /opt/airflow/requirements.lock \
