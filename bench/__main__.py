@@ -26,7 +26,7 @@ if str(PROJECT_ROOT) not in sys.path:  # `python -m bench` from the project root
     sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("PYTHONPATH", str(PROJECT_ROOT))
 
-STEPS = ("parse", "inventory", "prowler")
+STEPS = ("parse", "inventory", "prowler", "intake", "rto", "provisioning")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import scale
 
                 scale.run()
+            elif step == "provisioning":  # a 500-resource spec vs the minimal SDK calls (bench/provisioning.py)
+                __import__("bench.provisioning").provisioning.run()
+            elif step == "rto":  # failover_service's RTO through the REST API (bench/rto.py)
+                __import__("bench.rto").rto.run()
+            elif step == "intake":
+                from bench import intake
+
+                intake.run()
             else:
                 from bench import prowler
 

@@ -119,7 +119,8 @@ def check_conf(context: Mapping[str, Any]) -> None:
 
     dag = context.get("dag")
     conf = getattr(context.get("dag_run"), "conf", None) or {}
-    declared = dict(getattr(dag, "params", None) or {})
+    params = getattr(dag, "params", None)
+    declared = {key: None for key in (params.keys() if params is not None else ())}  # values may lack defaults
     unknown = unknown_conf_keys(conf, declared)
     if unknown:
         raise AirflowFailException(

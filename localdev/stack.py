@@ -112,6 +112,17 @@ def credentials(stack: Stack) -> tuple[str, str]:
     return "admin", password
 
 
+def intake_connections(stack: Stack) -> dict[str, str]:
+    """The incident intake's connections (docs/intake.md), secrets generated once under ``.local/intake/``."""
+    from include.intake.credentials import CONN_IDS
+
+    return {
+        f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps({"conn_type": "generic", "password": _secret_file(
+            stack.home / "intake" / f"{source}-secret", lambda: secrets.token_hex(32))})
+        for source, conn_id in CONN_IDS.items()
+    }
+
+
 def airflow_env(stack: Stack, emulators: emu.Emulators) -> dict[str, str]:
     """Environment for every Airflow process of the local stack."""
     jwt_secret = _secret_file(stack.home / "jwt-secret", lambda: secrets.token_urlsafe(64))
@@ -119,6 +130,7 @@ def airflow_env(stack: Stack, emulators: emu.Emulators) -> dict[str, str]:
     env.pop("AWS_CA_BUNDLE", None)
     env.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)  # quiet for our own seeding only; tasks log at INFO
     env.update(emulators.environment())
+    env.update(intake_connections(stack))  # the webhook receiver's bearer token and signing secrets
     env.update(
         {
             "PYTHONPATH": str(PROJECT_ROOT),
@@ -419,7 +431,9 @@ def serve(stack: Stack, *, demo: bool, keep_serving: bool) -> int:
                 f"\nAirflow is up: {stack.base_url}  (login: {user} / {password})\n"
                 f"emulators: aws {emulators.aws_endpoint}  gcs {emulators.gcs_endpoint}  "
                 f"azure {emulators.azure_endpoint}\nconnections written to {stack.dotenv}; Ctrl-C (or `make down`) "
-                "stops.",
+                "stops.\n"
+                f"incident intake: {stack.base_url}/runbooks/hooks/<alertmanager|pagerduty|generic>, secrets in "
+                f"{stack.home / 'intake'}/ (docs/intake.md)",
                 flush=True,
             )
             proc.wait()

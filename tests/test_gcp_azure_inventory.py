@@ -20,7 +20,7 @@ from include.inventory.collect import TargetInventory, collect_target
 from include.records import ResourceRecord
 from include.targets import Target, load_targets
 from localdev import emulators as emulators_mod
-from localdev.seed import SEED_TAG, SeedReport, load_spec
+from localdev.seed import SEED_TAG, SeedReport, load_spec, seeded_objects
 
 PREVENTION_DEFAULT = "inherited"
 
@@ -84,7 +84,7 @@ def test_every_seeded_bucket_is_inventoried(gcp_azure_estate: SeedReport) -> Non
     pii = {r.name: r.region for r in inventory.records if r.tags.get("data-classification") == "pii"}
     allowed = set(target.residency.pii_allowed_regions)
     assert {name for name, region in pii.items() if region not in allowed} == {"rb-gcp-customer-pii-us"}
-    assert {name for name, region in pii.items() if region in allowed} == {"rb-gcp-customer-pii-eu"}
+    assert {name for name, region in pii.items() if region in allowed} == {"rb-gcp-customer-pii-eu", "rb-gcp-backups"}
     assert [r.name for r in inventory.records if r.attributes["public"]] == ["rb-gcp-public-website"]
     assert found["rb-gcp-legacy-scratch"].attributes["uniform_access"] is False
 
@@ -153,7 +153,7 @@ def test_objects_to_back_up_are_seeded(gcp_azure_estate: SeedReport) -> None:
     spec = load_spec()
     gcs = GCSHook(gcp_conn_id=emulators_mod.GCP_CONN_ID)
     for entry in spec["gcp"]["buckets"]:
-        wanted = entry.get("objects", {}).get("count", 0)
+        wanted = len(seeded_objects(entry))  # count small objects + one of large_mib
         assert len(gcs.list(entry["name"])) == wanted, entry["name"]
     assert gcs.download("rb-gcp-app-data-eu", "app/object-000.txt") == object_body(
         "rb-gcp-app-data-eu", "app/object-000.txt", 2048

@@ -361,8 +361,8 @@ def test_unknown_capability_is_a_clear_error() -> None:
     target = parse_targets(
         "targets:\n  - {name: x, cloud: aws, conn_id: c, account: '1', regions: [r]}"
     ).targets[0]
-    with pytest.raises(CapabilityError, match="no capability 'dns'"):
-        capability("dns", target)
+    with pytest.raises(CapabilityError, match="no capability 'teleport'"):
+        capability("teleport", target)
 
 
 def test_protocol_module_imports_no_cloud_sdk() -> None:

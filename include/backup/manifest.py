@@ -21,6 +21,7 @@ cloud keeps one (GCS, Azure with Content-MD5, single-part non-KMS S3), otherwise
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from include.capabilities.object_store import ObjectStore
+from include.capabilities.object_store import ObjectInfo, ObjectLock, ObjectStore
 from include.paths import safe_segment
 
 FORMAT = "runbooks.backup.manifest/1"
@@ -153,10 +154,34 @@ def read_manifest(store: ObjectStore, container: str, prefix: str, point_id: str
     return Manifest.from_json(raw)
 
 
-def write_manifest(store: ObjectStore, container: str, prefix: str, manifest: Manifest) -> str:
-    """Store the manifest (the last write of a backup run); return its key."""
+def write_object(
+    store: ObjectStore, container: str, key: str, chunks: Iterable[bytes], *, metadata: dict[str, str],
+    lock: ObjectLock | None = None,
+) -> ObjectInfo:
+    """``store.write``, under S3 Object Lock retention when ``lock`` is given (stores with ``supports_object_lock``)."""
+    if lock is None:
+        return store.write(container, key, chunks, metadata=metadata)
+    if not getattr(store, "supports_object_lock", False):
+        raise ManifestError(f"{container}/{key}: this store cannot write with Object Lock (S3 destinations only)")
+    writer: Any = store  # S3ObjectStore.write(..., lock=): not part of the ObjectStore protocol
+    written: ObjectInfo = writer.write(container, key, chunks, metadata=metadata, lock=lock)
+    return written
+
+
+def write_manifest(
+    store: ObjectStore, container: str, prefix: str, manifest: Manifest, *, lock: ObjectLock | None = None,
+) -> str:
+    """Store the manifest (the last write of a backup run) and check what the store recorded; return its key.
+
+    ``lock``: write it under S3 Object Lock retention (immutable backups).
+    """
     key = point_key(prefix, manifest.point_id)
-    store.write(container, key, [manifest.to_json().encode()], metadata={"format": FORMAT})
+    body = manifest.to_json().encode()
+    written = write_object(store, container, key, [body], metadata={"format": FORMAT}, lock=lock)
+    expected = hashlib.md5(body, usedforsecurity=False).hexdigest()
+    if written.size != len(body) or (written.md5 is not None and written.md5 != expected):
+        raise ManifestError(f"{container}/{key}: the store recorded {written.size} bytes, md5 {written.md5}; "
+                            f"expected {len(body)} bytes, md5 {expected}")
     return key
 
 

@@ -24,11 +24,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from include.backup.schedule import check_schedule
 from include.paths import CONFIG_DIR
 from include.targets import TargetsConfig, TargetsError, load_targets
 
 DEFAULT_POLICIES_FILE = CONFIG_DIR / "backup" / "policies.yaml"
 POLICY_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+#: Names used for folders beside the policies' own under data/backup/: no policy may take them.
+RESERVED_NAMES = frozenset({"drills", "snapshots"})
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 #: Resource types a snapshot policy may select.
@@ -124,10 +127,7 @@ class BackupPolicy(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        presets = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
-        if value not in presets and len(value.split()) != 5:
-            raise ValueError(f"schedule must be a cron expression (5 fields) or one of {sorted(presets)}")
-        return value
+        return check_schedule(value)
 
 
 class SnapshotPolicy(BaseModel):
@@ -154,6 +154,11 @@ class SnapshotPolicy(BaseModel):
             raise ValueError(f"resource_types must be some of {', '.join(SNAPSHOT_TYPES)}; not {unknown or value}")
         return value
 
+    @field_validator("schedule")
+    @classmethod
+    def _snapshot_schedule(cls, value: str) -> str:
+        return check_schedule(value)
+
 
 class BackupConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -167,6 +172,9 @@ class BackupConfig(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate policy names: {', '.join(dupes)}")
+        reserved = sorted(set(names) & RESERVED_NAMES)
+        if reserved:
+            raise ValueError(f"reserved policy names (folders of data/backup/): {', '.join(reserved)}")
         return self
 
     def get(self, name: str) -> BackupPolicy:

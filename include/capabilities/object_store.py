@@ -24,7 +24,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, runtime_checkable
+from datetime import datetime
+from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 #: Bytes per read range and per uploaded part / block.
 CHUNK_SIZE = 8 * 1024 * 1024
@@ -44,6 +45,18 @@ class ObjectInfo:
     #: S3 VersionId / GCS generation / Azure versionId; None when the store keeps no versions.
     version: str | None = None
     crc32c: str | None = None  # hex (8 digits, big-endian) where the cloud keeps one (GCS)
+
+
+@dataclass(frozen=True)
+class ObjectLock:
+    """Write-once retention of one object version until ``retain_until`` (S3 Object Lock).
+
+    Only stores that declare ``supports_object_lock = True`` accept it (``S3ObjectStore.write(..., lock=)``);
+    the bucket must have Object Lock enabled.
+    """
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"]
+    retain_until: datetime  # timezone-aware
 
 
 class ObjectChangedError(RuntimeError):

@@ -147,29 +147,42 @@ def _audit(audit: AuditContext | None, *, step: str, action: str, outcome: Outco
 
 
 # ---- plan ----------------------------------------------------------------------------------------------
-def plan_items(items: Iterable[Item], resolve: Resolver, *, audit: AuditContext | None = None) -> list[Item]:
-    """Read every resource and compute its change. Reads only; an error is kept on the item (and audited)."""
-    planned: list[Item] = []
-    for item in items:
-        try:
-            change = resolve(item).plan(item.record)
-        except Exception as exc:  # kept per resource, reported; the run fails on it (unless it only needs input)
-            error = error_text(exc)
-            needs_input = isinstance(exc, NeedsInput)
-            log.error("plan %s %s: %s", item.step, item.resource_id, error)
-            planned.append(replace(item, planned=True, plan_error=error, needs_input=needs_input))
-            _audit(audit, step="plan", action=item.step, outcome="failed", resource=item.resource_id, error=error)
-            continue
-        planned.append(replace(item, planned=True, change=change))
-        if change is None:
-            log.info("plan %s %s: already as wanted, nothing to change", item.step, item.resource_id)
-            _audit(audit, step="plan", action=item.step, outcome="unchanged", resource=item.resource_id)
-        else:
-            log.info("plan %s %s: %s via %s", item.step, item.resource_id, change.summary, change.action)
-            # Planning never writes: the change it found is "skipped" here.
-            _audit(audit, step="plan", action=change.action, outcome="skipped", resource=item.resource_id,
-                   before=change.before, after=change.after)
-    return _link_dependencies(planned)
+def _map(func: Callable[[Item], Item], items: Iterable[Item], max_workers: int) -> list[Item]:
+    """``func`` over ``items`` in order, on up to ``max_workers`` threads (reads only: plan, verify)."""
+    listed = list(items)
+    if max_workers <= 1 or len(listed) <= 1:
+        return [func(item) for item in listed]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(listed)), thread_name_prefix="read") as pool:
+        return list(pool.map(func, listed))
+
+
+def plan_items(items: Iterable[Item], resolve: Resolver, *, audit: AuditContext | None = None,
+               max_workers: int = 1) -> list[Item]:
+    """Read every resource and compute its change. Reads only; an error is kept on the item (and audited).
+
+    ``max_workers`` > 1 reads that many resources at once (the items keep their order).
+    """
+    return _link_dependencies(_map(lambda item: _plan_one(item, resolve, audit), items, max_workers))
+
+
+def _plan_one(item: Item, resolve: Resolver, audit: AuditContext | None) -> Item:
+    try:
+        change = resolve(item).plan(item.record)
+    except Exception as exc:  # kept per resource, reported; the run fails on it (unless it only needs input)
+        error = error_text(exc)
+        needs_input = isinstance(exc, NeedsInput)
+        log.error("plan %s %s: %s", item.step, item.resource_id, error)
+        _audit(audit, step="plan", action=item.step, outcome="failed", resource=item.resource_id, error=error)
+        return replace(item, planned=True, plan_error=error, needs_input=needs_input)
+    if change is None:
+        log.info("plan %s %s: already as wanted, nothing to change", item.step, item.resource_id)
+        _audit(audit, step="plan", action=item.step, outcome="unchanged", resource=item.resource_id)
+    else:
+        log.info("plan %s %s: %s via %s", item.step, item.resource_id, change.summary, change.action)
+        # Planning never writes: the change it found is "skipped" here.
+        _audit(audit, step="plan", action=change.action, outcome="skipped", resource=item.resource_id,
+               before=change.before, after=change.after)
+    return replace(item, planned=True, change=change)
 
 
 def _link_dependencies(items: list[Item]) -> list[Item]:
@@ -203,9 +216,22 @@ def plan_errors(items: Iterable[Item], *, include_needs_input: bool = True) -> l
     return [i for i in items if i.plan_error and (include_needs_input or not i.needs_input)]
 
 
-def needs_approval(items: Iterable[Item], *, dry_run: bool) -> bool:
-    """Whether a human must approve before apply: not a dry run, and something to change."""
-    return not dry_run and bool(changes(items))
+#: A runbook's rule for which change sets need a human before apply (given the planned items).
+ApprovalRule = Callable[[Sequence[Item]], bool]
+
+
+def needs_approval(items: Iterable[Item], *, dry_run: bool, rule: ApprovalRule | None = None) -> bool:
+    """Whether a human must approve before apply: not a dry run, something to change, and (when the runbook
+    gives a ``rule``) the rule says so. Without a rule every change set with a change needs approval."""
+    planned = list(items)
+    if dry_run or not changes(planned):
+        return False
+    return True if rule is None else bool(rule(planned))
+
+
+def destructive_changes(items: Sequence[Item]) -> bool:
+    """An approval rule: only change sets with a destructive change (an overwrite, a delete) need a human."""
+    return any(item.change is not None and item.change.destructive for item in items)
 
 
 def permissions(items: Iterable[Item], resolve: Resolver) -> dict[str, list[str]]:
@@ -428,21 +454,25 @@ class _Dispatch:
 
 
 # ---- verify --------------------------------------------------------------------------------------------
-def verify_items(items: Iterable[Item], resolve: Resolver, *, audit: AuditContext | None = None) -> list[Item]:
-    """Re-read every resource that was planned (not those never attempted): in the desired state or not."""
-    checked: list[Item] = []
-    for item in items:
-        if item.outcome == "not_attempted":
-            checked.append(item)
-            continue
-        try:
-            ok = resolve(item).verify(item.record)
-            error = None if ok else "not in the desired state after the change"
-        except Exception as exc:  # a resource we cannot re-read is not verified
-            ok, error = False, error_text(exc)
-        log.log(logging.INFO if ok else logging.ERROR, "verify %s %s: %s", item.step, item.resource_id,
-                "as wanted" if ok else f"NOT as wanted: {error}")
-        checked.append(replace(item, verified=ok, verify_error=error))
-        _audit(audit, step="verify", action=f"verify {item.step}", outcome="unchanged" if ok else "failed",
-               resource=item.resource_id, error=error)
-    return checked
+def verify_items(items: Iterable[Item], resolve: Resolver, *, audit: AuditContext | None = None,
+                 max_workers: int = 1) -> list[Item]:
+    """Re-read every resource that was planned (not those never attempted): in the desired state or not.
+
+    ``max_workers`` > 1 verifies that many resources at once (the items keep their order).
+    """
+    return _map(lambda item: _verify_one(item, resolve, audit), items, max_workers)
+
+
+def _verify_one(item: Item, resolve: Resolver, audit: AuditContext | None) -> Item:
+    if item.outcome == "not_attempted":
+        return item
+    try:
+        ok = resolve(item).verify(item.record)
+        error = None if ok else "not in the desired state after the change"
+    except Exception as exc:  # a resource we cannot re-read is not verified
+        ok, error = False, error_text(exc)
+    log.log(logging.INFO if ok else logging.ERROR, "verify %s %s: %s", item.step, item.resource_id,
+            "as wanted" if ok else f"NOT as wanted: {error}")
+    _audit(audit, step="verify", action=f"verify {item.step}", outcome="unchanged" if ok else "failed",
+           resource=item.resource_id, error=error)
+    return replace(item, verified=ok, verify_error=error)

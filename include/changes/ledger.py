@@ -210,6 +210,15 @@ class Ledger:
         with self.engine.begin() as db:
             db.execute(delete(_leases).where(and_(_leases.c.key == key, _leases.c.holder == holder)))
 
+    def lease_holder(self, key: str) -> tuple[str, float] | None:
+        """``(holder, expires_at)`` of the live lease on ``key``, or None (free, or expired). Reads only."""
+        self._ensure_tables()
+        with self.engine.connect() as db:
+            row = db.execute(select(_leases).where(_leases.c.key == key)).first()
+        if row is None or row.expires_at < self._clock():
+            return None
+        return str(row.holder), float(row.expires_at)
+
     @contextmanager
     def lease(self, key: str, holder: str, ttl: float = 120.0) -> Iterator[Lease]:
         """Hold the lease on ``key`` while the block runs, renewed every ``ttl / 3`` seconds."""

@@ -121,7 +121,7 @@ def summarise(
     ]
     not_attempted = [row(i, reason=i.note) for i in items if i.outcome == "not_attempted"]
     not_verified = [row(i, error=i.verify_error) for i in items if i.verified is False]
-    return {
+    document = {
         "runbook": runbook,
         "title": wording.title,
         "run_id": run_id,
@@ -149,8 +149,12 @@ def summarise(
         "not_verified": not_verified,
         "plan": plan_lines(items, wording),
         "items": to_dicts(items),
-        **dict(extra or {}),
     }
+    # A runbook's own data (the point in time a restore used...) joins the document; it never replaces a key.
+    clash = sorted(set(extra or {}) & set(document))
+    if clash:
+        raise ValueError(f"extra result keys {clash} would replace the engine's own")
+    return {**document, **dict(extra or {})}
 
 
 def result_path(wording: Wording, run_id: str, base: Path | None = None) -> Path:

@@ -8,6 +8,13 @@ A change runbook's DAG has the same shape whatever it changes::
 The DAG file names its tasks and moves data between them (return values, and an ``xcom_pull`` of its own
 approval task); the functions here never look a task up by id. A change set travels between tasks as
 :class:`ChangeSet` (plain JSON in XCom).
+
+By default every change set with a change waits for a human. A runbook may give an approval rule
+(:attr:`ChangeRunbook.approval`, e.g. :func:`~include.changes.engine.destructive_changes`): a change set the
+rule does not flag is applied without asking, on a third path ``choose path -> apply -> verify -> report``
+(the DAG gives its apply task the trigger rule ``none_failed_min_one_success`` so that a skipped approval
+task does not skip it). The plan records the rule's answer in the change set; apply evaluates the rule
+again and refuses without an *Approve* whenever it asks for one.
 """
 
 from __future__ import annotations
@@ -18,7 +25,16 @@ from typing import Any
 
 from include.audit import AuditContext, actor_from_context, write_audit
 from include.changes import engine
-from include.changes.engine import Item, Resolver, changes, from_dicts, needs_approval, plan_errors, to_dicts
+from include.changes.engine import (
+    ApprovalRule,
+    Item,
+    Resolver,
+    changes,
+    from_dicts,
+    needs_approval,
+    plan_errors,
+    to_dicts,
+)
 from include.changes.ledger import LEDGER_CONN_ID, Ledger
 from include.changes.model import RequestError
 from include.changes.rate import RateControl
@@ -38,24 +54,34 @@ class ChangeSet:
     dry_run: bool = True
     reason: str = ""
     approver: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # runbook data to keep with the change set
+    extra: dict[str, Any] = field(default_factory=dict)  # runbook data to keep with the change set (and the result)
+    #: The runbook's approval rule's answer at plan time (None: no rule, every change set with a change asks).
+    approval_required: bool | None = None
 
     def with_items(self, items: list[Item] | tuple[Item, ...]) -> ChangeSet:
         return replace(self, items=tuple(items))
 
     def to_dict(self) -> dict[str, Any]:
         return {"request": dict(self.request), "items": to_dicts(self.items), "dry_run": self.dry_run,
-                "reason": self.reason, "approver": self.approver, "extra": dict(self.extra)}
+                "reason": self.reason, "approver": self.approver, "extra": dict(self.extra),
+                "approval_required": self.approval_required}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChangeSet:
         return cls(request=dict(data["request"]), items=tuple(from_dicts(data["items"])),
                    dry_run=bool(data.get("dry_run", True)), reason=str(data.get("reason") or ""),
-                   approver=data.get("approver"), extra=dict(data.get("extra") or {}))
+                   approver=data.get("approver"), extra=dict(data.get("extra") or {}),
+                   approval_required=data.get("approval_required"))
+
+    @property
+    def applies(self) -> bool:
+        """The run takes the apply path: not a dry run, and something to change."""
+        return not self.dry_run and bool(changes(self.items))
 
     @property
     def needs_approval(self) -> bool:
-        return needs_approval(self.items, dry_run=self.dry_run)
+        """The apply path waits for a human (always, unless the runbook's rule said otherwise at plan time)."""
+        return needs_approval(self.items, dry_run=self.dry_run) and self.approval_required is not False
 
 
 # ---- who, what, under which key ------------------------------------------------------------------------
@@ -132,7 +158,7 @@ def report_plan(context: Mapping[str, Any], wording: Wording, planned: ChangeSet
     failed = plan_errors(items, include_needs_input=not planned.dry_run)
     status = "plan_failed" if failed else "dry_run" if planned.dry_run else wording.nothing_status
     result = summarise(items, wording, status=status, run_id=str(context["run_id"]), dry_run=planned.dry_run,
-                       request=planned.request, reason=planned.reason, runbook=_dag_id(context))
+                       request=planned.request, reason=planned.reason, runbook=_dag_id(context), extra=planned.extra)
     path = write_result(result, wording)
     print(f"{status}: {len(changes(items))} change(s) planned, nothing changed; result: {path}")
     if failed:
@@ -150,29 +176,31 @@ def final_report(
     applied: ChangeSet | None,
     verified: ChangeSet | None,
 ) -> dict[str, Any]:
-    """The end of the approval path: write result.json and fail on any failure. A rejection ends green.
+    """The end of the apply path: write result.json and fail on any failure. A rejection ends green.
 
     Runs whatever happened upstream (trigger rule ``all_done``): skips itself when the run took the
     dry-run path; records a rejection (or the timeout's default Reject) without failing; fails when apply
     or verify did not finish, or any change failed, was not attempted, or is not as wanted afterwards.
+    A change set the runbook's approval rule let through without asking has no decision and no approver.
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
     run_id = str(context["run_id"])
     if planned is None:
         raise _fail("the plan task left no plan")
-    if not planned.needs_approval:
+    if not planned.applies:
         raise AirflowSkipException("dry run or nothing to change: the plan report wrote the result")
-    if not decision:
+    if planned.needs_approval and not decision:
         raise _fail("the approval task did not complete (failed, or timed out without a default)")
     approver = approval_of(decision)
     audit = audit_context(context, dry_run=planned.dry_run, approver=approver)
     common: dict[str, Any] = {"run_id": run_id, "dry_run": planned.dry_run, "request": planned.request,
                               "reason": planned.reason, "approver": approver, "runbook": _dag_id(context)}
-    if list(decision.get("chosen_options") or []) != ["Approve"]:
+    if planned.needs_approval and decision and list(decision.get("chosen_options") or []) != ["Approve"]:
         items = list(planned.items)
         who = "nobody: no answer before the timeout (default Reject)" if decision.get("timed_out") else approver
-        result = summarise(items, wording, status="rejected", extra={"decision": dict(decision)}, **common)
+        result = summarise(items, wording, status="rejected", extra={**planned.extra, "decision": dict(decision)},
+                           **common)
         path = write_result(result, wording)
         write_audit(audit.record(step="approve", action=f"rejected by {who}", outcome="skipped",
                                  after={**decision, "planned_changes": len(changes(items))}))
@@ -180,18 +208,20 @@ def final_report(
         return {"status": "rejected", "path": str(path), "approver": approver}
     if verified is None:
         if applied is not None:
-            write_result(summarise(list(applied.items), wording, status="failed", **common), wording)
+            write_result(summarise(list(applied.items), wording, status="failed", extra=planned.extra, **common),
+                         wording)
         step = "verify" if applied is not None else "apply"
         raise _fail(f"{step} did not finish: see its log (changes made so far are in the audit trail and the "
                     "ledger); re-running the same request resumes and never repeats a completed change")
     items = list(verified.items)
     bad = [i for i in items if i.failed or i.verified is False or i.outcome == "not_attempted"]
-    result = summarise(items, wording, status="failed" if bad else wording.done_status, **common)
+    result = summarise(items, wording, status="failed" if bad else wording.done_status, extra=planned.extra, **common)
     path = write_result(result, wording)
     totals = result["totals"]
+    approval = f"approved by {approver}" if planned.needs_approval else "no approval needed (the runbook's rule)"
     print(f"{totals['changed']} changed, {totals['done_earlier']} done earlier, {totals['verified']}/"
           f"{totals['resources']} verified, {totals['failed']} failed, {totals['not_attempted']} not attempted; "
-          f"approved by {approver}; result: {path}")
+          f"{approval}; result: {path}")
     if bad:
         lines = []
         for i in bad:
@@ -227,6 +257,13 @@ class ChangeRunbook:
     #: Rate control for a request (default: one at a time, never stop early).
     rate: Callable[[Mapping[str, Any]], RateControl] = _default_rate
     ledger_conn_id: str = LEDGER_CONN_ID
+    #: Which change sets need a human before apply (None: every one with a change). E.g.
+    #: :func:`~include.changes.engine.destructive_changes`: only overwrites / deletes wait for approval.
+    approval: ApprovalRule | None = None
+
+    def needs_approval(self, change_set: ChangeSet) -> bool:
+        """Whether ``change_set`` must be approved before it is applied, by this runbook's rule."""
+        return needs_approval(change_set.items, dry_run=change_set.dry_run, rule=self.approval)
 
     def plan(self, context: Mapping[str, Any], resolved: Mapping[str, Any]) -> dict[str, Any]:
         """Plan every item (reads only), log the plan, push the approval subject / body; return the change set."""
@@ -239,19 +276,25 @@ class ChangeRunbook:
                                       permissions=engine.permissions(items, resolve))
         context["ti"].xcom_push(key=APPROVAL_SUBJECT_KEY, value=subject)
         context["ti"].xcom_push(key=APPROVAL_BODY_KEY, value=body)
-        return change_set.with_items(items).to_dict()
+        planned = change_set.with_items(items)
+        if self.approval is not None:
+            planned = replace(planned, approval_required=bool(self.approval(items)))
+        return planned.to_dict()
 
     def report_plan(self, context: Mapping[str, Any], planned: Mapping[str, Any]) -> dict[str, Any]:
         return report_plan(context, self.wording, ChangeSet.from_dict(planned))
 
     def apply(self, context: Mapping[str, Any], planned: Mapping[str, Any],
               decision: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Apply the approved change set under rate control and the ledger; refuse without an Approve."""
+        """Apply the change set under rate control and the ledger; refuse without an Approve when one is needed."""
+        change_set = ChangeSet.from_dict(planned)
+        if change_set.dry_run:
+            raise _fail("a dry run never applies anything")
         try:  # defence in depth: the approval task skips apply on Reject; never apply without Approve
-            approver = approval_of(decision, require_approved=True)
+            # The rule is evaluated again here: a change set does not waive its own approval.
+            approver = approval_of(decision, require_approved=self.needs_approval(change_set))
         except RequestError as exc:
             raise _fail(str(exc)) from None
-        change_set = ChangeSet.from_dict(planned)
         items = engine.apply_items(
             change_set.items, self.resolver(change_set.request), rate=self.rate(change_set.request),
             ledger=Ledger.from_connection(self.ledger_conn_id), ledger_key=ledger_key(context), holder=holder(context),

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
+from include.capabilities.object_store import CHUNK_SIZE
 from include.targets import Target
 from localdev.seed import SEED_TAG, SeedError, SeedReport, object_body, seeded_objects
 
@@ -26,6 +27,8 @@ _BUCKET_KEYS = frozenset(
     ]
 )
 _PREVENTION = {"enforced", "inherited"}
+#: ``objects:``: `count` objects of `size_kib` KiB under `prefix`, plus one of `large_mib` MiB (mixed sizes).
+_OBJECT_KEYS = frozenset({"prefix", "count", "size_kib", "large_mib"})
 
 
 def bucket_labels(entry: Mapping[str, Any]) -> dict[str, str]:
@@ -66,6 +69,11 @@ def _validate(entry: Mapping[str, Any]) -> None:
         raise SeedError(f"{where}: unknown keys {sorted(unknown)}")
     if entry.get("public_access_prevention", "inherited") not in _PREVENTION:
         raise SeedError(f"{where}: public_access_prevention must be one of {sorted(_PREVENTION)}")
+    objects = entry.get("objects") or {}
+    if not isinstance(objects, Mapping) or set(objects) - _OBJECT_KEYS:
+        raise SeedError(f"{where}: objects takes {sorted(_OBJECT_KEYS)}, not {objects!r}")
+    if any(not isinstance(objects.get(k, 0), int) or objects.get(k, 0) < 0 for k in ("count", "size_kib", "large_mib")):
+        raise SeedError(f"{where}: objects count / size_kib / large_mib must be non-negative integers")
     if entry.get("versioning") and entry.get("retention_days"):
         # Cloud Storage refuses a retention policy on a versioned bucket.
         raise SeedError(f"{where}: versioning and retention_days cannot be combined")
@@ -143,7 +151,8 @@ def seed_bucket(hook: GCSHook, target: Target, entry: Mapping[str, Any], report:
         if blob.exists():
             report.add(False, "gcp.storage.object", f"{name}/{key}")
             continue
-        hook.upload(bucket_name=name, object_name=key, data=object_body(name, key, size))
+        # A large object (`large_mib`) goes as a resumable upload in CHUNK_SIZE pieces, like the runbooks' writes.
+        hook.upload(bucket_name=name, object_name=key, data=object_body(name, key, size), chunk_size=CHUNK_SIZE)
         report.add(True, "gcp.storage.object", f"{name}/{key}")
 
 

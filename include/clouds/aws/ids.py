@@ -48,6 +48,11 @@ def rds_instance_arn(region: str, account: str, identifier: str) -> str:
     return f"arn:{partition(region)}:rds:{region}:{account}:db:{identifier}"
 
 
+def rds_snapshot_arn(region: str, account: str, identifier: str) -> str:
+    """``arn:aws:rds:<region>:<account>:snapshot:<identifier>`` (a manual DB snapshot)."""
+    return f"arn:{partition(region)}:rds:{region}:{account}:snapshot:{identifier}"
+
+
 def route53_zone_arn(zone_id: str, region: str = "us-east-1") -> str:
     """``arn:aws:route53:::hostedzone/<zone id>`` (``region`` only picks the partition)."""
     return f"arn:{partition(region)}:route53:::hostedzone/{zone_id}"
@@ -103,3 +108,19 @@ def rds_identifier(arn: str) -> str:
     if parts["service"] != "rds" or not parts["resource"].startswith("db:"):
         raise ArnError(f"not an RDS DB instance ARN: {arn!r}")
     return parts["resource"][3:]
+
+
+def rds_snapshot_identifier(arn: str) -> str:
+    """The DB snapshot identifier of ``arn:aws:rds:<region>:<account>:snapshot:<id>``."""
+    parts = parse_arn(arn)
+    if parts["service"] != "rds" or not parts["resource"].startswith("snapshot:"):
+        raise ArnError(f"not an RDS DB snapshot ARN: {arn!r}")
+    return parts["resource"][len("snapshot:"):]
+
+
+def dynamodb_table_name(arn: str) -> str:
+    """The table of ``arn:aws:dynamodb:<region>:<account>:table/<name>`` (also of its backups' ARNs)."""
+    parts = parse_arn(arn)
+    if parts["service"] != "dynamodb" or not parts["resource"].startswith("table/"):
+        raise ArnError(f"not a DynamoDB table ARN: {arn!r}")
+    return parts["resource"].split("/")[1]

@@ -11,6 +11,12 @@ multipart upload whose parts each carry ``Content-MD5``; the whole-content MD5 i
 metadata because multipart ETags are not MD5s. moto 5.2.5 accepts a wrong ``Content-MD5`` on
 ``PutObject`` and answers 500 on ``UploadPart`` (AWS answers 400 BadDigest to both), so that check is
 not exercised by the tests.
+
+Object Lock (``write(..., lock=ObjectLock(...))``, for immutable backups): the mode and retain-until date go
+with ``PutObject`` / ``CreateMultipartUpload``; the version written is then read back and, when it carries no
+(or a shorter) retention, ``PutObjectRetention`` sets it. That second step matters on moto 5.2.5, which drops
+the lock settings of a multipart upload (AWS applies them); moto enforces a locked version against
+``DeleteObject`` with its ``VersionId`` (403), as AWS does.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from include.capabilities.object_store import (
     CHUNK_SIZE,
     ObjectChangedError,
     ObjectInfo,
+    ObjectLock,
     Pin,
     pinned_info,
     read_ranges,
@@ -67,6 +74,13 @@ def _version(response: Mapping[str, Any]) -> str | None:
     return str(version) if version and version != "null" else None
 
 
+def _lock_args(lock: ObjectLock | None) -> dict[str, Any]:
+    """``ObjectLockMode`` / ``ObjectLockRetainUntilDate`` of PutObject and CreateMultipartUpload."""
+    if lock is None:
+        return {}
+    return {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": lock.retain_until}
+
+
 def part_size(size: int) -> int:
     """Bytes per multipart part: ``CHUNK_SIZE``, grown (in MiB steps) to keep within ``MAX_PARTS``."""
     needed = math.ceil(size / MAX_PARTS)
@@ -85,6 +99,11 @@ class S3ObjectStore:
         "s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload",
         "s3:DeleteObject",
     )
+    #: With ``write(..., lock=)`` (immutable backups) also: s3:PutObjectRetention, s3:GetObjectRetention,
+    #: s3:GetBucketObjectLockConfiguration.
+    lock_permissions = ("s3:PutObjectRetention", "s3:GetObjectRetention", "s3:GetBucketObjectLockConfiguration")
+    #: ``write`` takes ``lock=`` (S3 Object Lock).
+    supports_object_lock = True
 
     def __init__(self, target: Target, region: str | None = None) -> None:
         self.target = target
@@ -157,25 +176,78 @@ class S3ObjectStore:
 
     def write(
         self, container: str, key: str, chunks: Iterable[bytes], *, metadata: dict[str, str] | None = None,
+        lock: ObjectLock | None = None,
     ) -> ObjectInfo:
-        """Upload the stream (single PUT or multipart, every part MD5-checked by S3); return the stored version."""
+        """Upload the stream (single PUT or multipart, every part MD5-checked by S3); return the stored version.
+
+        ``lock``: write the version under S3 Object Lock retention (the bucket must have Object Lock enabled);
+        the retention is read back and set again when the store dropped it.
+        """
         handle, md5, size = spool(chunks)
         meta = {**(metadata or {}), MD5_META: md5}
+        extra = _lock_args(lock)
         try:
             if size <= CHUNK_SIZE:
                 response = self.client.put_object(
-                    Bucket=container, Key=key, Body=handle.read(), Metadata=meta, ContentMD5=_b64(md5),
+                    Bucket=container, Key=key, Body=handle.read(), Metadata=meta, ContentMD5=_b64(md5), **extra,
                 )
             else:
-                response = self._multipart(container, key, handle, size, meta)
+                response = self._multipart(container, key, handle, size, meta, extra)
         finally:
             handle.close()
-        return self._written(container, key, response)
+        written = self._written(container, key, response)
+        if lock is not None:
+            self._ensure_lock(written, lock)
+        return written
+
+    def object_lock_enabled(self, container: str) -> bool:
+        """Whether the bucket has S3 Object Lock enabled (needed for ``write(..., lock=)``)."""
+        try:
+            config = self.client.get_object_lock_configuration(Bucket=container)
+        except Exception as exc:
+            if error_code(exc) == "ObjectLockConfigurationNotFoundError":
+                return False
+            raise
+        return bool(config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled")
+
+    def retention(self, container: str, key: str, version: str | None = None) -> ObjectLock | None:
+        """The Object Lock retention of the object (version), or None when it has none."""
+        head = self.client.head_object(Bucket=container, Key=key, **({"VersionId": version} if version else {}))
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        return ObjectLock(mode=mode, retain_until=until) if mode and until else None
+
+    def extend_lock(self, container: str, key: str, lock: ObjectLock) -> ObjectLock:
+        """Lock the object's current version at least until ``lock.retain_until`` (never shortens); return its lock."""
+        head = self.client.head_object(Bucket=container, Key=key)
+        version = _version(head)
+        if not version:
+            raise ValueError(f"s3://{container}/{key}: Object Lock needs a versioned bucket with Object Lock enabled")
+        mode, until = head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+        if mode and until and until >= lock.retain_until.replace(microsecond=0):
+            return ObjectLock(mode=mode, retain_until=until)
+        self._ensure_lock(self._info(container, key, head), lock)
+        return lock
+
+    def _ensure_lock(self, written: ObjectInfo, lock: ObjectLock) -> None:
+        """The version just written carries ``lock`` (at least until its date); set it when it does not."""
+        if not written.version:
+            raise ValueError(f"s3://{written.container}/{written.key}: Object Lock needs a versioned bucket with "
+                             "Object Lock enabled")
+        held = self.retention(written.container, written.key, written.version)
+        if held is not None and held.mode == lock.mode and held.retain_until >= lock.retain_until.replace(microsecond=0):
+            return
+        self.client.put_object_retention(
+            Bucket=written.container, Key=written.key, VersionId=written.version,
+            Retention={"Mode": lock.mode, "RetainUntilDate": lock.retain_until},
+        )
+        held = self.retention(written.container, written.key, written.version)
+        if held is None or held.mode != lock.mode:
+            raise RuntimeError(f"s3://{written.container}/{written.key}: Object Lock retention was not applied")
 
     def _multipart(
-        self, container: str, key: str, handle: IO[bytes], size: int, meta: dict[str, str],
+        self, container: str, key: str, handle: IO[bytes], size: int, meta: dict[str, str], extra: dict[str, Any],
     ) -> Mapping[str, Any]:
-        upload_id = self.client.create_multipart_upload(Bucket=container, Key=key, Metadata=meta)["UploadId"]
+        upload_id = self.client.create_multipart_upload(Bucket=container, Key=key, Metadata=meta, **extra)["UploadId"]
         try:
             parts: list[dict[str, Any]] = []
             step = part_size(size)

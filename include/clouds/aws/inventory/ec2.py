@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from include.clouds.aws.clients import client_for
@@ -13,6 +14,9 @@ from include.records import ResourceRecord
 #: Ports wider than this in one rule are recorded as ``-1`` (all ports) in ``open_to_world_ports``.
 MAX_EXPANDED_PORT_RANGE = 1024
 WORLD_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
+#: EC2 tells when an instance was stopped only inside StateTransitionReason:
+#: "User initiated (2026-11-28 10:00:00 GMT)".
+_TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 
 PERMISSIONS = (
     "ec2:DescribeInstances",
@@ -105,6 +109,9 @@ def list_ec2(ctx: ListContext) -> list[ResourceRecord]:
                     m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", []) if "Ebs" in m
                 ],
             }
+            stopped = _TRANSITION_TIME.search(str(inst.get("StateTransitionReason") or ""))
+            if attributes["state"] == "stopped" and stopped:
+                attributes["stopped_at"] = f"{stopped.group(1)}T{stopped.group(2)}Z"
             tokens = inst.get("MetadataOptions", {}).get("HttpTokens")
             if tokens:
                 attributes["imdsv2_required"] = tokens == "required"

@@ -57,6 +57,8 @@ def instance_attributes(instance: Mapping[str, Any]) -> dict[str, Any]:
         "kms_key": boot["kms_key"] if boot else None,
         "disks": disks,
         "instance_id": instance.get("id"),
+        # When it was last stopped (TERMINATED): what cost hygiene reads for "stopped for N days".
+        "stopped_at": utc_iso(instance.get("lastStopTimestamp")),
     }
 
 

@@ -62,6 +62,7 @@ def bucket_attributes(props: Mapping[str, Any], iam_bindings: Iterable[Mapping[s
         "encrypted": True,  # Cloud Storage always encrypts at rest (Google-managed key or CMEK)
         "kms_key": (props.get("encryption") or {}).get("defaultKmsKeyName") or None,
         "logging": bool(logging_config.get("logBucket")),
+        "lifecycle_rules": len((props.get("lifecycle") or {}).get("rule") or []),
         "created_at": utc_iso(props.get("timeCreated")),
     }
 

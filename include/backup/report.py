@@ -1,0 +1,185 @@
+"""Where a backup run leaves its report, and the per-policy history a chart is drawn from.
+
+    data/backup/<policy>/runs/<run id>.json     one report per run (also dry runs): totals, failures, plan,
+                                                manifest validation, retention, RPO
+    data/backup/<policy>/history.jsonl          one line per real run (succeeded or failed): time, point id,
+                                                objects, copied, reused, bytes copied, seconds, RPO age,
+                                                validation success
+    data/backup/<policy>/history.html           the history as a page with charts (rewritten each run)
+
+Reports are redacted (:func:`include.redaction.redact`) before they are written: no credential can reach
+them. History lines are appended with one ``write`` on an ``O_APPEND`` file (no interleaving).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from include.fileio import atomic_write_text
+from include.paths import data_dir, safe_segment
+from include.redaction import redact
+
+REPORT_FORMAT = "runbooks.backup.run/1"
+
+
+def policy_dir(policy: str, base: Path | None = None) -> Path:
+    return (base or data_dir()) / "backup" / safe_segment(policy)
+
+
+def run_report_path(policy: str, run_id: str, base: Path | None = None) -> Path:
+    return policy_dir(policy, base) / "runs" / f"{safe_segment(run_id)}.json"
+
+
+def history_path(policy: str, base: Path | None = None) -> Path:
+    return policy_dir(policy, base) / "history.jsonl"
+
+
+def history_html_path(policy: str, base: Path | None = None) -> Path:
+    return policy_dir(policy, base) / "history.html"
+
+
+def write_run_report(report: Mapping[str, Any], base: Path | None = None) -> Path:
+    """Write (replace) the report of one run of one policy, redacted; return its path."""
+    path = run_report_path(str(report["policy"]), str(report["run_id"]), base)
+    atomic_write_text(path, json.dumps(redact(dict(report)), indent=2, sort_keys=True, default=str))
+    return path
+
+
+def read_run_report(policy: str, run_id: str, base: Path | None = None) -> dict[str, Any] | None:
+    path = run_report_path(policy, run_id, base)
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    """One real backup run of one policy, as a chart needs it."""
+
+    time: str  # ISO-8601 UTC, when the run ended
+    policy: str
+    run_id: str
+    status: str  # succeeded | failed
+    point_id: str | None
+    objects: int  # listed in the source
+    copied: int  # uploaded
+    reused: int  # unchanged since the previous point: nothing read or written
+    deduplicated: int  # changed or new, but its blob already existed: not uploaded
+    failed: int
+    bytes_copied: int
+    bytes_total: int  # size of the point
+    seconds: float
+    rpo_age_seconds: float | None  # age of the newest restorable point when the run ended
+    rpo_seconds: float
+    rpo_breached: bool
+    validation_success: bool | None  # great-expectations verdict on the manifest (None: not validated)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HistoryLine:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+def append_history(line: HistoryLine, base: Path | None = None) -> Path:
+    """Append one line to the policy's history (one ``write`` call on an ``O_APPEND`` file)."""
+    path = history_path(line.policy, base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (line.to_json() + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        written = os.write(fd, data)
+    finally:
+        os.close(fd)
+    if written != len(data):
+        raise OSError(f"history append to {path} wrote {written} of {len(data)} bytes")
+    return path
+
+
+def read_history(policy: str, base: Path | None = None) -> list[HistoryLine]:
+    """The policy's history, oldest first."""
+    path = history_path(policy, base)
+    if not path.exists():
+        return []
+    return [HistoryLine.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---- the history page --------------------------------------------------------------------------------------
+def _chart(title: str, lines: Sequence[HistoryLine], series: Sequence[tuple[str, str, Any]],
+           *, unit: str, width: int = 760, height: int = 200, limit: float | None = None) -> str:
+    """An inline SVG line chart of ``series`` (label, colour, value getter) over the history."""
+    left, right, top, bottom = 64, 16, 12, 30
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [float(get(line) or 0) for line in lines for _, _, get in series]
+    top_value = max([1.0, *values, *([limit] if limit else [])])
+
+    def x(i: int) -> float:
+        return left + (plot_w / 2 if len(lines) == 1 else plot_w * i / (len(lines) - 1))
+
+    def y(value: float) -> float:
+        return top + plot_h * (1 - value / top_value)
+
+    parts = [f'<h2>{escape(title)}</h2><svg role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg" '
+             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#d5d9e0"/>']
+    for fraction in (0.0, 0.5, 1.0):
+        value = top_value * fraction
+        parts.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:,.0f} {escape(unit)}</text>')
+    if limit:
+        parts.append(f'<line class="limit" x1="{left}" x2="{left + plot_w}" y1="{y(limit):.1f}" y2="{y(limit):.1f}" '
+                     'stroke="#c0392b" stroke-dasharray="4 3"/>')
+    for label, colour, get in series:
+        coords = " ".join(f"{x(i):.1f},{y(float(get(line) or 0)):.1f}" for i, line in enumerate(lines))
+        if len(lines) > 1:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
+        for i, line in enumerate(lines):
+            css = "pt bad" if line.status != "succeeded" else "pt"
+            parts.append(f'<circle class="{css}" cx="{x(i):.1f}" cy="{y(float(get(line) or 0)):.1f}" r="3.5" '
+                         f'fill="{colour}"><title>{escape(line.time)}: {escape(label)} {get(line)}</title></circle>')
+    parts.append("</svg>")
+    legend = "".join(f'<span style="color:{c}">&#9632; {escape(label)}</span> ' for label, c, _ in series)
+    return "".join(parts) + f'<div class="legend">{legend}</div>'
+
+
+def render_history_html(policy: str, base: Path | None = None) -> Path:
+    """Write ``history.html`` for the policy: RPO age against the objective, bytes copied, duration, and a table."""
+    lines = read_history(policy, base)
+    path = history_html_path(policy, base)
+    charts = ""
+    if lines:
+        rpo = float(lines[-1].rpo_seconds) / 60
+        charts = (
+            _chart("Age of the newest restorable point (minutes) against the RPO", lines,
+                   [("RPO age", "#1d2330", lambda h: round((h.rpo_age_seconds or 0) / 60, 1))], unit="min", limit=rpo)
+            + _chart("Bytes copied per run", lines, [("bytes copied", "#2a6fb0", lambda h: h.bytes_copied)], unit="B")
+            + _chart("Run duration (seconds)", lines, [("seconds", "#6a4c93", lambda h: h.seconds)], unit="s")
+        )
+    rows = "".join(
+        f"<tr><td>{escape(h.time)}</td><td>{escape(h.status)}</td><td>{escape(h.point_id or '-')}</td>"
+        f"<td>{h.objects}</td><td>{h.copied}</td><td>{h.reused}</td><td>{h.deduplicated}</td><td>{h.failed}</td>"
+        f"<td>{h.bytes_copied:,}</td><td>{h.seconds:.1f}</td>"
+        f"<td class=\"{'bad' if h.rpo_breached else 'ok'}\">{(h.rpo_age_seconds or 0) / 60:.1f}</td>"
+        f"<td>{'-' if h.validation_success is None else ('pass' if h.validation_success else 'FAIL')}</td></tr>"
+        for h in reversed(lines)
+    )
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Backup history: {escape(policy)}</title><style>body{{font-family:system-ui,sans-serif;margin:2rem}}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:right}"
+        "svg text{font-size:11px;fill:#555}.bad{color:#a11}.ok{color:#17622f}.legend{margin:.3rem 0 1rem}</style>"
+        f"</head><body><h1>Backup history: {escape(policy)}</h1>"
+        f"{charts or '<p>No backup run yet.</p>'}"
+        "<h2>Runs</h2><table><thead><tr><th>time</th><th>status</th><th>point</th><th>objects</th><th>copied</th>"
+        "<th>reused</th><th>deduplicated</th><th>failed</th><th>bytes copied</th><th>seconds</th>"
+        f"<th>RPO age (min)</th><th>validation</th></tr></thead><tbody>{rows}</tbody></table></body></html>"
+    )
+    atomic_write_text(path, page)
+    return path

@@ -1,0 +1,1 @@
+"""Provisioning steps for aws: one module per kind (registered with include.provisioning.registry)."""

@@ -1,0 +1,1 @@
+"""Provisioning steps for azure: one module per kind (registered with include.provisioning.registry)."""

@@ -1,0 +1,531 @@
+"""The webhook receiver against Airflow's own metadata database: runs are really created (or not).
+
+The FastAPI app of ``include/intake`` runs in a test client; the DAG runs it creates go through
+``SerializedDAG.create_dagrun`` into this session's migrated SQLite DB, where ``airflow dags reserialize``
+(the dag-processor's code path) put the project's runbooks. Secrets come from ``AIRFLOW_CONN_*``
+connections, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from include.audit import read_audit
+from include.intake.app import create_app
+from include.intake.credentials import SecretStore
+from include.intake.routing import RouteStore, known_runbooks
+from include.intake.runs import AirflowLauncher
+from include.intake.service import MAX_BODY_BYTES, Intake
+from tests.test_intake_payloads import (
+    ALL_SECRETS,
+    AM_TOKEN_NEXT,
+    GENERIC_SECRET,
+    PD_SECRET_OLD,
+    am_alert,
+    am_headers,
+    am_payload,
+    body_of,
+    connection_env,
+    generic_headers,
+    generic_payload,
+    pd_headers,
+    pd_payload,
+    public_bucket_alert,
+    signed,
+    unique,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DAGS = PROJECT_ROOT / "dags"
+FINDING = "aws_s3_bucket_versioning:0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def intake_db(airflow_db: Path) -> Iterator[Path]:
+    """The migrated DB with the project's runbooks serialized; the intake connections in the environment."""
+    saved = {key: os.environ.get(key) for key in connection_env()}
+    os.environ.update(connection_env())
+    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], check=True, env=dict(os.environ),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    try:
+        yield airflow_db
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def runs_of(dag_id: str, run_id: str | None = None, prefix: str | None = None) -> list[Any]:
+    """DAG runs in the metadata DB (by id, or by run id prefix)."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = select(DagRun).where(DagRun.dag_id == dag_id)
+    if run_id is not None:
+        query = query.where(DagRun.run_id == run_id)
+    if prefix is not None:
+        query = query.where(DagRun.run_id.startswith(prefix))
+    with create_session() as session:
+        found = list(session.scalars(query))
+        for run in found:
+            session.expunge(run)
+    return found
+
+
+def task_count(dag_id: str, run_id: str) -> int:
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    with create_session() as session:
+        return int(session.scalar(select(func.count()).select_from(TaskInstance).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)) or 0)
+
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_client(intake_db: Path, tmp_path: Path) -> Iterator[ClientFactory]:
+    clients: list[TestClient] = []
+
+    def make(routes: Path | None = None, runbooks: set[str] | None = None, clock: Callable[[], float] | None = None,
+             max_body: int = MAX_BODY_BYTES) -> TestClient:
+        intake = Intake(RouteStore(routes, runbooks), SecretStore(), AirflowLauncher(), audit_base=tmp_path / "data",
+                        max_body=max_body, **({"clock": clock} if clock else {}))
+        client = TestClient(create_app(intake))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def client(make_client: ClientFactory) -> TestClient:
+    return make_client()
+
+
+def audit(tmp_path: Path) -> list[Any]:
+    return [r for r in read_audit(base=tmp_path / "data") if r.step == "intake"]
+
+
+def post(client: TestClient, source: str, payload: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    body, signed_headers = signed(source, payload)
+    return client.post(f"/hooks/{source}", content=body, headers=signed_headers if headers is None else headers)
+
+
+# ---- Alertmanager ----------------------------------------------------------------------------------------
+def test_alertmanager_firing_starts_the_route_once_then_resolved_starts_nothing(client: TestClient, tmp_path: Path) -> None:
+    group = unique("g")
+    firing = public_bucket_alert(group, ["rb-prod-public-website", "rb-prod-legacy-assets"])
+    first = post(client, "alertmanager", firing)
+    assert first.status_code == 202, first.text
+    answer = first.json()
+    assert answer["decision"] == "started" and answer["dag_id"] == "remediate_findings"
+    run_id = answer["run_id"]
+    assert run_id.startswith("intake__alertmanager__PublicBucket__") and answer["idempotency_key"] == run_id
+    assert answer["route"] == "public-bucket" and answer["dry_run"] is True and answer["state"] == "queued"
+
+    [run] = runs_of("remediate_findings", run_id)
+    assert run.conf == {
+        "dry_run": True, "rule": "aws_s3_bucket_not_public",
+        "resources": ["rb-prod-legacy-assets", "rb-prod-public-website"],  # $labels: sorted, distinct
+        "reason": "Alertmanager PublicBucket: S3 bucket is public",
+        "idempotency_key": run_id,  # the change ledger's key is the incident's key
+    }
+    assert run.triggering_user_name == "intake:alertmanager" and str(run.run_type) in ("manual", "DagRunType.MANUAL")
+    assert task_count("remediate_findings", run_id) == 8  # the whole run exists: run and task instances
+
+    # Alertmanager re-sends the same notification (repeat_interval, a retry): same run, nothing started
+    again = post(client, "alertmanager", firing)
+    assert again.status_code == 202 and again.json()["decision"] == "duplicate" and again.json()["run_id"] == run_id
+    # the alerts resolve: accepted, ignored, nothing started
+    resolved = public_bucket_alert(group, ["rb-prod-public-website", "rb-prod-legacy-assets"], status="resolved")
+    done = post(client, "alertmanager", resolved)
+    assert done.status_code == 202 and done.json()["decision"] == "ignored" and done.json()["run_id"] is None
+    assert "resolved" in done.json()["reason"]
+    assert [r.run_id for r in runs_of("remediate_findings", prefix="intake__alertmanager__")].count(run_id) == 1
+
+    trail = audit(tmp_path)
+    assert [(r.action, r.outcome, r.run_id) for r in trail] == [
+        ("started", "changed", run_id), ("duplicate", "unchanged", run_id), ("ignored", "skipped", "")]
+    assert {r.actor for r in trail} == {"intake:alertmanager"}
+    assert trail[0].idempotency_key == run_id and trail[0].params["rule"] == "aws_s3_bucket_not_public"
+    assert trail[2].after["reason"].startswith("resolved") and trail[2].after["event_status"] == "resolved"
+
+
+def test_alertmanager_key_is_group_plus_firing_fingerprints(client: TestClient) -> None:
+    group = unique("g")
+    one = post(client, "alertmanager", public_bucket_alert(group, ["rb-a"])).json()
+    # the same firing set with a resolved alert beside it, in another order: the same incident
+    mixed = public_bucket_alert(group, ["rb-gone", "rb-a"])
+    mixed["alerts"][0]["status"] = "resolved"
+    same = post(client, "alertmanager", mixed).json()
+    assert same["decision"] == "duplicate" and same["run_id"] == one["run_id"]
+    # a new alert joins the group while firing: a new firing set, a new incident key, a new run
+    grown = post(client, "alertmanager", public_bucket_alert(group, ["rb-a", "rb-b"])).json()
+    assert grown["decision"] == "started" and grown["run_id"] != one["run_id"]
+    # the key never depends on the body's bytes: other timestamps and annotations, same incident
+    resent = public_bucket_alert(group, ["rb-a"])
+    resent["alerts"][0]["startsAt"] = "2026-11-30T09:59:59Z"
+    resent["commonAnnotations"] = {"summary": "still public"}
+    assert post(client, "alertmanager", resent).json()["run_id"] == one["run_id"]
+
+
+def test_twenty_concurrent_identical_deliveries_start_one_run(client: TestClient) -> None:
+    payload = public_bucket_alert(unique("g"), ["rb-prod-public-website"])
+    body, headers = signed("alertmanager", payload)
+
+    async def deliver_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+            return list(await asyncio.gather(*[
+                http.post("/hooks/alertmanager", content=body, headers=headers) for _ in range(20)]))
+
+    answers = asyncio.run(deliver_all())
+    assert [a.status_code for a in answers] == [202] * 20, [a.text for a in answers if a.status_code != 202]
+    decisions = [a.json()["decision"] for a in answers]
+    assert decisions.count("started") == 1 and decisions.count("duplicate") == 19
+    run_ids = {a.json()["run_id"] for a in answers}
+    assert len(run_ids) == 1
+    assert len(runs_of("remediate_findings", run_ids.pop())) == 1
+
+
+def test_a_lost_race_to_the_insert_answers_with_the_winners_run(intake_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two api-server workers both see no run and both insert: the database's unique (dag_id, run_id) decides."""
+    launcher = AirflowLauncher()
+    run_id = f"intake__generic__{unique('race')}"
+    conf = {"dry_run": True, "rule": "aws_s3_bucket_versioning", "resources": ["rb-x"]}
+    first = launcher.launch("remediate_findings", run_id, conf, actor="intake:generic")
+    assert first.created is True
+    looked: list[str] = []
+    original = AirflowLauncher._find
+
+    def blind(session: Any, dag_id: str, run: str) -> Any:
+        looked.append(run)  # the lookup before the lock and the one under it both miss the winner's run
+        return None if len(looked) <= 2 else original(session, dag_id, run)
+
+    monkeypatch.setattr(AirflowLauncher, "_find", staticmethod(blind))
+    second = launcher.launch("remediate_findings", run_id, conf, actor="intake:generic")
+    # the insert hit the unique (dag_id, run_id); the answer is the run found after it
+    assert second.created is False and second.run_id == run_id and len(looked) == 3
+    assert len(runs_of("remediate_findings", run_id)) == 1
+
+
+def test_bearer_token_checks(client: TestClient) -> None:
+    payload = public_bucket_alert(unique("g"), ["rb-a"])
+    assert post(client, "alertmanager", payload, headers={}).status_code == 401
+    wrong = post(client, "alertmanager", payload, headers=am_headers("not-the-token-0123456789"))
+    assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
+    basic = post(client, "alertmanager", payload, headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+    assert basic.status_code == 401 and "Bearer" in basic.json()["detail"]
+    # rotation: the connection holds two tokens, both are accepted
+    rotated = post(client, "alertmanager", payload, headers=am_headers(AM_TOKEN_NEXT))
+    assert rotated.status_code == 202 and rotated.json()["decision"] == "started"
+    assert not runs_of("remediate_findings", prefix="intake__alertmanager__missing")
+
+
+# ---- PagerDuty ---------------------------------------------------------------------------------------------
+def test_pagerduty_incident_lifecycle_is_one_run(client: TestClient) -> None:
+    incident = unique("Q").upper()
+    triggered = pd_payload("incident.triggered", incident, incident_key=FINDING)
+    first = post(client, "pagerduty", triggered)
+    assert first.status_code == 202 and first.json()["decision"] == "started", first.text
+    run_id = first.json()["run_id"]
+    assert run_id == f"intake__pagerduty__{incident}"
+    [run] = runs_of("remediate_findings", run_id)
+    assert run.conf["finding_ids"] == [FINDING] and run.conf["dry_run"] is True
+    assert run.conf["reason"] == f"PagerDuty incident {incident}: Public bucket"
+    # PagerDuty re-delivers the same event (new X-Webhook-Id, same event id): the same run
+    assert post(client, "pagerduty", triggered).json()["decision"] == "duplicate"
+    # acknowledged: an update of a live incident, the route starts on firing only
+    ack = post(client, "pagerduty", pd_payload("incident.acknowledged", incident, incident_key=FINDING)).json()
+    assert ack["decision"] == "ignored" and "starts on firing, the event is updated" in ack["reason"]
+    # reopened: the same incident is firing again -> its run, not a second one
+    reopened = post(client, "pagerduty", pd_payload("incident.reopened", incident, incident_key=FINDING)).json()
+    assert reopened["decision"] == "duplicate" and reopened["run_id"] == run_id
+    resolved = post(client, "pagerduty", pd_payload("incident.resolved", incident, incident_key=FINDING)).json()
+    assert resolved["decision"] == "ignored" and resolved["reason"].startswith("resolved")
+    assert len(runs_of("remediate_findings", prefix=f"intake__pagerduty__{incident}")) == 1
+
+
+def test_pagerduty_signatures_good_bad_and_rotated(client: TestClient) -> None:
+    payload = pd_payload("incident.triggered", unique("P").upper(), incident_key=FINDING)
+    body = body_of(payload)
+    assert client.post("/hooks/pagerduty", content=body, headers={}).status_code == 401
+    bad = client.post("/hooks/pagerduty", content=body, headers=pd_headers(body, "some-other-secret-0123456789"))
+    assert bad.status_code == 401 and bad.json()["detail"] == "X-PagerDuty-Signature does not match the body"
+    tampered = client.post("/hooks/pagerduty", content=body.replace(b"Public bucket", b"Public bucker"),
+                           headers=pd_headers(body))
+    assert tampered.status_code == 401
+    garbage = client.post("/hooks/pagerduty", content=body, headers={"X-PagerDuty-Signature": "v1=zz,v2=abc"})
+    assert garbage.status_code == 401 and "no v1=" in garbage.json()["detail"]
+    # PagerDuty rotating its secret sends two signatures; only the second is ours: accepted
+    both = client.post("/hooks/pagerduty", content=body,
+                       headers=pd_headers(body, "pagerduty-new-secret-0123456", PD_SECRET_OLD))
+    assert both.status_code == 202 and both.json()["decision"] == "started"
+    # our side rotating: the connection holds the new and the old secret, either signs
+    again = client.post("/hooks/pagerduty", content=body, headers=pd_headers(body, PD_SECRET_OLD))
+    assert again.status_code == 202 and again.json()["decision"] == "duplicate"
+
+
+def test_pagerduty_event_about_no_incident_is_ignored(client: TestClient) -> None:
+    service_event = {"event": {"id": unique("E"), "event_type": "service.updated", "resource_type": "service",
+                               "occurred_at": "2026-11-30T08:00:00Z", "agent": None, "client": None,
+                               "data": {"id": "PF9KMXH", "type": "service", "summary": "svc"}}}
+    answer = post(client, "pagerduty", service_event)
+    assert answer.status_code == 202 and answer.json()["decision"] == "ignored"
+    assert answer.json()["reason"] == "not an incident event (service.updated)"
+
+
+# ---- generic -----------------------------------------------------------------------------------------------
+def test_generic_signature_good_bad_stale_and_replayed(make_client: ClientFactory) -> None:
+    now = [1_900_000_000.0]
+    client = make_client(clock=lambda: now[0])
+    event_id = unique("evt-")
+    payload = generic_payload(event_id, type="compliance.finding", summary="versioning off",
+                              labels={"rule": "aws_s3_bucket_versioning", "resource": "rb-prod-scratch-eu"})
+    body = body_of(payload)
+    stamp = int(now[0])
+    good = client.post("/hooks/generic", content=body, headers=generic_headers(body, timestamp=stamp))
+    assert good.status_code == 202 and good.json()["decision"] == "started", good.text
+    run_id = good.json()["run_id"]
+    assert run_id == f"intake__generic__{event_id}"
+    [run] = runs_of("remediate_findings", run_id)
+    assert run.conf["rule"] == "aws_s3_bucket_versioning" and run.conf["resources"] == ["rb-prod-scratch-eu"]
+    # replayed within the window: authentic, and the event id makes it the same run
+    replay = client.post("/hooks/generic", content=body, headers=generic_headers(body, timestamp=stamp))
+    assert replay.json()["decision"] == "duplicate"
+    # replayed after the window (or sent with a clock far off): refused
+    now[0] += 301
+    stale = client.post("/hooks/generic", content=body, headers=generic_headers(body, timestamp=stamp))
+    assert stale.status_code == 401 and stale.json()["detail"].startswith("stale timestamp")
+    future = client.post("/hooks/generic", content=body, headers=generic_headers(body, timestamp=int(now[0]) + 301))
+    assert future.status_code == 401
+    # a signature over another timestamp, or with the wrong secret, or none at all
+    moved = generic_headers(body, timestamp=int(now[0]))
+    moved["X-Runbooks-Timestamp"] = str(int(now[0]) - 1)
+    assert client.post("/hooks/generic", content=body, headers=moved).status_code == 401
+    wrong = generic_headers(body, secret="not-the-generic-secret-000", timestamp=int(now[0]))
+    assert client.post("/hooks/generic", content=body, headers=wrong).status_code == 401
+    assert client.post("/hooks/generic", content=body).status_code == 401
+    assert len(runs_of("remediate_findings", prefix="intake__generic__" + event_id)) == 1
+
+
+def test_generic_payload_errors_are_400_naming_the_field(client: TestClient) -> None:
+    cases = {
+        "event_id": generic_payload("has space"),
+        "..": generic_payload("a..b"),
+        "Extra inputs are not permitted": generic_payload(unique(), severty="high"),
+        "labels.rule": generic_payload(unique(), labels={"rule": 5}),
+        "status": generic_payload(unique(), status="exploded"),
+    }
+    for expected, payload in cases.items():
+        answer = post(client, "generic", payload)
+        assert answer.status_code == 400 and expected in answer.json()["detail"], (expected, answer.text)
+
+
+# ---- malformed input, sizes, routes -------------------------------------------------------------------------
+@pytest.mark.parametrize("source", ["alertmanager", "pagerduty", "generic"])
+def test_malformed_bodies_are_400_and_start_nothing(client: TestClient, source: str) -> None:
+    before = len(runs_of("remediate_findings"))
+    bodies = [b"", b"{", b"not json", b"[1, 2]", b'"text"', b"\xff\xfe\xfa", b'{"a": NaN}',
+              b"[" * 100_000 + b"]" * 100_000, b"null"]
+    for body in bodies:
+        answer = post(client, source, body)
+        assert answer.status_code == 400, (body[:20], answer.status_code, answer.text[:300])
+        assert answer.json()["decision"] == "rejected"
+    assert len(runs_of("remediate_findings")) == before
+
+
+def test_wrong_types_are_400_naming_the_field(client: TestClient) -> None:
+    good = public_bucket_alert(unique("g"), ["rb-a"])
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("version", {**good, "version": 4}),
+        ("version", {**good, "version": "3"}),
+        ("alerts", {**good, "alerts": {"0": good["alerts"][0]}}),
+        ("alerts", {**good, "alerts": []}),
+        ("alerts.0.labels.bucket", {**good, "alerts": [{**good["alerts"][0], "labels": {"bucket": 7}}]}),
+        ("alerts.0.fingerprint", {**good, "alerts": [{k: v for k, v in good["alerts"][0].items() if k != "fingerprint"}]}),
+        ("groupKey", {k: v for k, v in good.items() if k != "groupKey"}),
+        ("status", {**good, "status": True}),
+    ]
+    for field, payload in cases:
+        answer = post(client, "alertmanager", payload)
+        assert answer.status_code == 400 and field in answer.json()["detail"], (field, answer.text)
+    pd_bad = pd_payload("incident.triggered", "PX1")
+    pd_bad["event"]["data"]["service"] = "a string"
+    answer = post(client, "pagerduty", pd_bad)
+    assert answer.status_code == 400 and "event.data.service" in answer.json()["detail"]
+
+
+def test_oversized_bodies_are_413_before_parsing(client: TestClient, tmp_path: Path) -> None:
+    huge = b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    for source in ("alertmanager", "pagerduty", "generic"):
+        body, headers = signed(source, huge)
+        assert client.post(f"/hooks/{source}", content=body, headers=headers).status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while read, refused once over the limit
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    answer = client.post("/hooks/alertmanager", content=chunks(), headers=am_headers())
+    assert answer.status_code == 413 and answer.json()["decision"] == "too_large"
+    # the limit is inclusive: a body of exactly the limit is read (and here refused as malformed, not too large)
+    exact = b" " * MAX_BODY_BYTES
+    assert client.post("/hooks/alertmanager", content=exact, headers=am_headers()).status_code == 400
+    assert {r.action for r in audit(tmp_path)} == {"too_large", "rejected"}
+
+
+def test_unknown_source_is_404(client: TestClient, tmp_path: Path) -> None:
+    answer = client.post("/hooks/nagios", content=b"{}")
+    assert answer.status_code == 404 and "known: alertmanager, pagerduty, generic" in answer.json()["detail"]
+    assert client.post("/hooks/", content=b"{}").status_code == 404
+    assert [(r.action, r.actor) for r in audit(tmp_path)] == [("unknown_source", "intake:nagios")]
+
+
+def test_no_matching_route_is_accepted_and_ignored_with_the_reason(client: TestClient, tmp_path: Path) -> None:
+    alerts = [am_alert(unique("f")[:16], {"alertname": "DiskFull", "instance": "db-1"})]
+    answer = post(client, "alertmanager", am_payload(unique("g"), alerts, alertname="DiskFull"))
+    assert answer.status_code == 202 and answer.json()["decision"] == "ignored"
+    assert answer.json()["reason"] == "no route matches (public-bucket: label alertname is 'DiskFull', not PublicBucket)"
+    [record] = audit(tmp_path)
+    assert record.action == "ignored" and record.after["reason"] == answer.json()["reason"]
+    assert record.idempotency_key and record.idempotency_key.startswith("intake__alertmanager__DiskFull__")
+    pd_other = pd_payload("incident.triggered", unique("Q"), service="Payments")
+    reason = post(client, "pagerduty", pd_other).json()["reason"]
+    assert reason == "no route matches (pagerduty-compliance-finding: service is 'Payments', not Cloud compliance)"
+
+
+def test_a_template_the_event_cannot_fill_is_400(client: TestClient) -> None:
+    alert = am_alert(unique("f")[:16], {"alertname": "PublicBucket", "severity": "critical"})  # no `bucket` label
+    answer = post(client, "alertmanager", am_payload(unique("g"), [alert]))
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == "route public-bucket: conf needs label 'bucket' is missing on 1 of 1 alerts"
+
+
+ROUTES_WITH_BAD_CONF = """
+version: 1
+routes:
+  - name: retention
+    source: generic
+    match: {event_type: retention}
+    runbook: remediate_findings
+    conf: {rule: aws_rds_backup_retention, resources: [db-1], retention_days: {$label: days}}
+  - name: typo
+    source: generic
+    match: {event_type: typo}
+    runbook: remediate_findings
+    conf: {finding_id: [x]}
+  - name: ghost
+    source: generic
+    match: {event_type: ghost}
+    runbook: ghost_runbook
+"""
+
+
+def test_a_conf_the_runbook_refuses_is_400_and_starts_nothing(make_client: ClientFactory, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(ROUTES_WITH_BAD_CONF)
+    client = make_client(routes, runbooks=known_runbooks(DAGS) | {"ghost_runbook"})
+    before = len(runs_of("remediate_findings"))
+    days = post(client, "generic", generic_payload(unique(), type="retention", labels={"days": "99"}))
+    assert days.status_code == 400, days.text
+    assert "retention_days" in days.json()["detail"] and "is not of type 'integer'" in days.json()["detail"]
+    typo = post(client, "generic", generic_payload(unique(), type="typo"))
+    assert typo.status_code == 400 and "has no parameter(s) finding_id; allowed:" in typo.json()["detail"]
+    assert len(runs_of("remediate_findings")) == before
+    # a runbook the routing file names but Airflow has not loaded: the sender is asked to retry later
+    ghost = post(client, "generic", generic_payload(unique(), type="ghost"))
+    assert ghost.status_code == 503 and ghost.headers["Retry-After"] == "30"
+    assert "runbook ghost_runbook is not loaded in Airflow" in ghost.json()["detail"]
+
+
+def test_an_invalid_routing_file_is_503_until_fixed(make_client: ClientFactory, tmp_path: Path) -> None:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("version: 1\nroutes:\n  - name: x\n    runbook: no_such_runbook\n")
+    client = make_client(routes)
+    payload = generic_payload(unique(), type="compliance.finding",
+                              labels={"rule": "aws_s3_bucket_versioning", "resource": "rb-a"})
+    broken = post(client, "generic", payload)
+    assert broken.status_code == 503 and "no_such_runbook' does not exist in dags/" in broken.json()["detail"]
+    health = client.get("/health")  # unauthenticated: the state, never the error text or a path
+    assert health.status_code == 503 and health.json() == {"routing": {"ok": False, "routes": 0}, "sources": {
+        s: {"configured": True} for s in ("alertmanager", "pagerduty", "generic")}}
+    stranger = client.post("/hooks/generic", content=body_of(payload))  # authentication comes before routing
+    assert stranger.status_code == 401 and "no_such_runbook" not in stranger.text
+    routes.write_text((PROJECT_ROOT / "config" / "intake" / "routes.yaml").read_text() + "\n# fixed\n")
+    fixed = post(client, "generic", payload)
+    assert fixed.status_code == 202 and fixed.json()["decision"] == "started"
+    assert client.get("/health").status_code == 200
+    health = client.get("/health").json()
+    assert health["routing"] == {"ok": True, "routes": 3}
+    assert health["sources"] == {s: {"configured": True} for s in ("alertmanager", "pagerduty", "generic")}
+
+
+def test_a_missing_connection_refuses_its_source_only(make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_RUNBOOKS_INTAKE_GENERIC")
+    client = make_client()
+    body = body_of(generic_payload(unique()))
+    answer = client.post("/hooks/generic", content=body, headers=generic_headers(body, secret=GENERIC_SECRET))
+    assert answer.status_code == 401 and answer.json()["detail"] == "this source has no usable secret configured"
+    assert client.get("/health").json()["sources"]["generic"] == {"configured": False}
+    assert post(client, "alertmanager", public_bucket_alert(unique("g"), ["rb-a"])).status_code == 202
+
+
+def test_secrets_and_signatures_never_reach_the_audit_trail_or_the_logs(
+    client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    body = body_of(pd_payload("incident.triggered", unique("S"), incident_key=FINDING))
+    headers = pd_headers(body)
+    client.post("/hooks/pagerduty", content=body, headers=headers)
+    client.post("/hooks/pagerduty", content=body, headers=pd_headers(body, "a-wrong-secret-0123456789"))
+    client.post("/hooks/alertmanager", content=body_of(public_bucket_alert(unique("g"), ["rb-a"])), headers=am_headers())
+    client.post("/hooks/alertmanager", content=b"{}", headers=am_headers("guessed-token-0123456789"))
+    written = "\n".join(p.read_text() for p in (tmp_path / "data" / "audit").glob("*.jsonl"))
+    logged = caplog.text
+    assert len(audit(tmp_path)) == 4
+    for secret in (*ALL_SECRETS, headers["X-PagerDuty-Signature"].removeprefix("v1="), "guessed-token-0123456789"):
+        assert secret not in written and secret not in logged
+
+
+def test_a_delivery_that_cannot_get_the_sqlite_writer_in_time_is_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overload sheds instead of queueing past the sender's timeout: 503 + Retry-After, nothing started."""
+    from include.intake import runs
+
+    monkeypatch.setattr(runs, "WRITE_WAIT_S", 0.2)
+    launcher = client.app.state.intake.launcher
+    payload = public_bucket_alert(unique("busy"), ["rb-a"])
+    with launcher._write_lock:  # another delivery is inserting its run
+        busy = post(client, "alertmanager", payload)
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "30", busy.text
+    assert "too many new incidents at once" in busy.json()["detail"]
+    retried = post(client, "alertmanager", payload)  # the sender's retry
+    assert retried.status_code == 202 and retried.json()["decision"] == "started"
+    assert len(runs_of("remediate_findings", retried.json()["run_id"])) == 1
+
+
+def test_a_long_title_is_cut_to_the_runbooks_limit_instead_of_refusing_the_alert(client: TestClient) -> None:
+    incident = unique("L").upper()
+    answer = post(client, "pagerduty", pd_payload("incident.triggered", incident, incident_key=FINDING, title="x" * 2000))
+    assert answer.status_code == 202 and answer.json()["decision"] == "started", answer.text
+    [run] = runs_of("remediate_findings", answer.json()["run_id"])
+    assert len(run.conf["reason"]) == 500 and run.conf["reason"].endswith("x...")
