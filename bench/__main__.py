@@ -1,4 +1,4 @@
-"""``python -m bench [parse|inventory|prowler|all]`` (default ``all``): run benchmarks, write bench/results/.
+"""``python -m bench [parse|inventory|prowler|intake|rto|provisioning|backup|all]`` (default ``all``): run benchmarks, write bench/results/.
 
 Environment knobs (all optional):
 
@@ -26,7 +26,7 @@ if str(PROJECT_ROOT) not in sys.path:  # `python -m bench` from the project root
     sys.path.insert(0, str(PROJECT_ROOT))
 os.environ.setdefault("PYTHONPATH", str(PROJECT_ROOT))
 
-STEPS = ("parse", "inventory", "prowler", "intake", "rto", "provisioning")
+STEPS = ("parse", "inventory", "prowler", "intake", "rto", "provisioning", "backup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                 scale.run()
             elif step == "provisioning":  # a 500-resource spec vs the minimal SDK calls (bench/provisioning.py)
                 __import__("bench.provisioning").provisioning.run()
+            elif step == "backup":  # backup_object_stores vs rclone, memory, restore drill (bench/backup.py)
+                __import__("bench.backup").backup.run()
             elif step == "rto":  # failover_service's RTO through the REST API (bench/rto.py)
                 __import__("bench.rto").rto.run()
             elif step == "intake":

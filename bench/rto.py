@@ -4,7 +4,7 @@
 
 What runs: the embedded default of ``make up`` (moto, GCS emulator, Azurite, the seeded estate, ``airflow
 standalone`` on SQLite with LocalExecutor, a private home and port), the local failover estate of
-``config/services.yaml`` in this process (the two HTTP endpoints on 127.0.0.2 / 127.0.0.3, RDS's
+``config/services.yaml`` in this process (the two HTTP endpoints on 127.0.0.2 / 127.0.0.3, on free ports, RDS's
 ReplicaLag played by :class:`localdev.failover_estate.LagPublisher`). Each drill:
 
 1. stops the primary's endpoint for real (connections refused),
@@ -113,10 +113,18 @@ def run() -> dict[str, Any]:
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     from localdev import emulators as emu
     from localdev import stack as local
-    from localdev.failover_estate import local_failover_estate
+    from localdev.failover_estate import local_catalog, local_failover_estate, write_catalog
+    from localdev.services import LocalServices
 
+    # The endpoints on free ports (the catalog's fixed ones may be taken by `make demo` or a test running
+    # beside the bench), in a catalog written for this run that Airflow's tasks read too.
+    endpoints = LocalServices("orders", primary=("127.0.0.2", 0), standby=("127.0.0.3", 0),
+                              control=("127.0.0.1", 0)).start()
+    catalog = write_catalog(home / "services.yaml", local_catalog(endpoints))
+    os.environ["RUNBOOKS_SERVICES_FILE"] = str(catalog)
     place = local.Stack(home=home, port=emu.free_port())
     emulators, env = local.prepare(place)
+    env["RUNBOOKS_SERVICES_FILE"] = str(catalog)
     env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"  # only the triggered runs
     os.environ["AIRFLOW_CONN_RUNBOOKS_STATE"] = env["AIRFLOW_CONN_RUNBOOKS_STATE"]  # the in-process failback's ledger
     proc = local.start_airflow(place, env)
@@ -128,7 +136,7 @@ def run() -> dict[str, Any]:
         ready = time.monotonic() - started
         _wait_parsed(api, "failover_service")
         stamp = time.strftime("%Y%m%dT%H%M%S")
-        with local_failover_estate("orders", lag_interval=2.0) as (services, _):
+        with local_failover_estate("orders", catalog_file=catalog, services=endpoints, lag_interval=2.0) as (services, _):
             for index in range(drills):
                 measured.append(_drill(api, services, index, stamp))
                 last = measured[-1]
@@ -137,6 +145,7 @@ def run() -> dict[str, Any]:
                       flush=True)
                 _restore(stamp, index, services)
     finally:
+        endpoints.stop()
         local.stop_airflow(place)
         emu.stop(emulators)
     return report(measured, ready)
@@ -159,9 +168,13 @@ def report(measured: list[dict[str, Any]], ready: float) -> dict[str, Any]:
     print(table)
     print(f"goal RTO < {GOAL_RTO:.0f}s: {'met' if rto < GOAL_RTO else 'MISSED'} ({rto:.2f}s); our steps < "
           f"{GOAL_OURS:.0f}s: {'met' if ours < GOAL_OURS else 'MISSED'} ({ours:.2f}s)")
+    machine = data["machine"]
     markdown = "\n".join([
         f"# RTO of failover_service on the embedded stack ({len(measured)} drills)", "",
         "API trigger -> verified (server side: the run's `run_after` -> the verify task's end).", "",
+        f"Measured {machine['date']} on {machine['cores']} cores, load average "
+        f"{' / '.join(str(x) for x in machine['load_average_at_start'])} (1 / 5 / 15 min) when the drills ended: "
+        "the figures compare only within one run.", "",
         "| measure (s) | median | min | max |", "|---|---:|---:|---:|",
         *[f"| {r[0].strip()} | {r[1]} | {r[2]} | {r[3]} |" for r in rows], "",
         f"Goals: RTO < {GOAL_RTO:.0f} s {'met' if rto < GOAL_RTO else 'missed'}; our steps < {GOAL_OURS:.0f} s "

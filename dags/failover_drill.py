@@ -82,6 +82,10 @@ def start_outage(resolved: dict[str, Any]) -> dict[str, Any]:
     """Stop the primary's endpoint for real; wait until its probes fail."""
     from include.failover import tasks
 
+    # `resolved` is an upstream too and succeeded, so the trigger rule alone would also start the outage of a
+    # dry run or of a drill that is not ready (both approval paths skipped): only a started drill goes on.
+    tasks.skip_unless(tasks.drill_started(tasks.pulled(_pull, "check_ready", key="ready")),
+                      "the drill did not start (dry run or not ready): no outage")
     return tasks.drill_stage(resolved, "start_outage")
 
 

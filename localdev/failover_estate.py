@@ -107,7 +107,8 @@ def _security_group(conn_id: str, region: str, name: str) -> list[str]:
 
 
 def _records(service: Service, config: TargetsConfig) -> list[str]:
-    r53 = client_for(config.get(service.dns.target), "route53", None)
+    target = config.get(service.dns.target)
+    r53 = client_for(target, "route53", target.regions[0])  # global service: any region of the partition
     zone = _fqdn(service.dns.zone)
     zones = [z for z in r53.list_hosted_zones_by_name(DNSName=zone)["HostedZones"] if z["Name"] == zone]
     created = []

@@ -55,6 +55,13 @@ DEMO_RUNBOOKS: list[DemoStep] = [
     ("remediate_findings", _remediation_conf, frozenset()),
 ]
 
+#: Then, the backups: ``backup_object_stores`` for real (an API run without ``dry_run`` only plans: see
+#: include.params.resolve_dry_run; ``force``: every policy now, due or not, so a re-run demo still backs up
+#: what changed), and ``restore_drill`` for real (it changes only its own scratch prefix, removed at the end),
+#: which restores the point just made. The failover drill (localdev.failover_estate.demo_drill) runs beside them.
+BACKUP_CONF: dict[str, Any] = {"dry_run": False, "force": True}
+DRILL_CONF: dict[str, Any] = {"dry_run": False}
+
 
 class LocalError(RuntimeError):
     """The local stack could not be set up or a demo run did not succeed."""
@@ -322,13 +329,30 @@ def run_runbook(
 
     wait_for(f"{dag_id} to be parsed", parsed, timeout=180)
     run_id = f"demo__{time.strftime('%Y%m%dT%H%M%S')}"
-    api.trigger(dag_id, run_id, conf)
+
+    def triggered() -> bool:
+        try:
+            api.trigger(dag_id, run_id, conf)
+        except urllib.error.HTTPError as exc:
+            # SQLite busy under load (the api-server answers 500 for "database is locked"): ask again. The run id
+            # is fixed, so a trigger that did land answers 409 the second time: the run exists, as wanted.
+            if exc.code in (500, 502, 503, 504):
+                return False
+            if exc.code == 409 and attempts:
+                return True
+            raise
+        finally:
+            attempts.append(1)
+        return True
+
+    attempts: list[int] = []
+    wait_for(f"{dag_id} to be triggered", triggered, timeout=120)
 
     def finished() -> dict[str, Any] | None:
         try:
             run = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         except (TimeoutError, urllib.error.URLError) as exc:  # SQLite busy under load: ask again
-            if isinstance(exc, urllib.error.HTTPError) and exc.code not in (502, 503, 504):
+            if isinstance(exc, urllib.error.HTTPError) and exc.code not in (500, 502, 503, 504):
                 raise
             return None
         return run if run["state"] in ("success", "failed") else None
@@ -393,20 +417,119 @@ def print_remediation_summary() -> None:
     print(f"  plan: {results[-1]}")
 
 
+def backup_summary(run_id: str) -> list[str]:
+    """What a ``backup_object_stores`` run did, per policy (from the reports its tasks wrote)."""
+    from include.backup.policies import load_policies
+    from include.backup.report import history_html_path, read_run_report, run_report_path
+
+    lines = ["", f"backup ({run_id}):"]
+    for policy in load_policies().policies:
+        report = read_run_report(policy.name, run_id)
+        if report is None:
+            lines.append(f"  {policy.name:<28} no report (skipped: not due)")
+            continue
+        totals = report["totals"]
+        lines.append(f"  {policy.name:<28} {report['status']}: point {report.get('point_id')}, listed "
+                     f"{totals['listed']}, copied {totals['copied']} ({totals['bytes_copied']} bytes), unchanged "
+                     f"{totals['reused']}, failed {totals['failed'] + totals['not_attempted']} in {report.get('seconds')}s")
+        lines.append(f"  {'':<28} report: {run_report_path(policy.name, run_id)}")
+        lines.append(f"  {'':<28} history: {history_html_path(policy.name)}")
+    return lines
+
+
+def restore_drill_summary(run_id: str) -> list[str]:
+    """What a ``restore_drill`` run proved, per policy (its lines of the drill history)."""
+    from include.backup.drill import read_history, report_path
+
+    lines = ["", f"restore drill ({run_id}):"]
+    for line in (d for d in read_history() if d.get("run_id") == run_id):
+        lines.append(f"  {line['policy']:<28} {'restored and verified' if line['success'] else 'FAILED'}: point "
+                     f"{line['point_id']}, {line['objects']} objects ({line['bytes']} bytes), {line['mismatches']} "
+                     f"mismatches, restore {line['restore_seconds']}s, RPO {line['rpo_seconds']}s (objective "
+                     f"{line['rpo_objective_seconds']}s), scratch removed: {line['scratch_removed']}"
+                     + (f"; {line['error']}" if line.get("error") else ""))
+    lines.append(f"  report: {report_path()}")
+    return lines
+
+
+def _timed(api: Api, dag_id: str, conf: dict[str, Any], may_fail: frozenset[str] = frozenset()
+           ) -> tuple[dict[str, Any], str]:
+    started = time.monotonic()
+    run = run_runbook(api, dag_id, conf, may_fail=may_fail)
+    took = time.monotonic() - started
+    if run["state"] == "success":
+        return run, f"{dag_id}: success in {took:.1f}s (triggered through the REST API)"
+    return run, f"{dag_id}: failed by policy as designed ({', '.join(run['failed_tasks'])}) in {took:.1f}s"
+
+
+def run_backups(api: Api) -> list[str]:
+    """``backup_object_stores`` then ``restore_drill`` (which restores the point just made); their lines."""
+    backup, said = _timed(api, "backup_object_stores", BACKUP_CONF)
+    lines = [said, *backup_summary(backup["dag_run_id"])]
+    drill, said = _timed(api, "restore_drill", DRILL_CONF)
+    return [*lines, "", said, *restore_drill_summary(drill["dag_run_id"])]
+
+
 def run_demo(api: Api) -> None:
-    """Trigger the demo runbooks through the REST API, in order, and print what each did."""
+    """Trigger the demo runbooks through the REST API, in order, and print what each did.
+
+    The backups (a backup, then its restore drill) and the failover drill run at the same time: they touch
+    different resources, and the failover drill's endpoints must live in this process. The backups' lines are
+    printed after the drill's, so that the output reads runbook by runbook.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     for dag_id, conf, may_fail in DEMO_RUNBOOKS:
-        started = time.monotonic()
-        run = run_runbook(api, dag_id, conf(), may_fail=may_fail)
-        took = time.monotonic() - started
-        if run["state"] == "success":
-            print(f"{dag_id}: success in {took:.1f}s (triggered through the REST API)", flush=True)
-        else:
-            print(f"{dag_id}: failed by policy as designed ({', '.join(run['failed_tasks'])}) in {took:.1f}s",
-                  flush=True)
+        print(_timed(api, dag_id, conf(), may_fail)[1], flush=True)
     print_inventory_summary()
     print_compliance_summary()
     print_remediation_summary()
+    print("", flush=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backups") as pool:
+        backups = pool.submit(run_backups, api)
+        _failover_drill(api)  # on failure, the pool still waits for the backups before this raises
+        lines = backups.result()
+    print("\n" + "\n".join(lines), flush=True)
+
+
+def _failover_drill(api: Api) -> None:
+    """``failover_drill`` for real with the service's endpoints served from here (it prints the RTO)."""
+    from localdev.failover_estate import demo_drill
+
+    wait_for_local_endpoints("orders")
+    demo_drill(api)
+
+
+def wait_for_local_endpoints(service: str, wait: float = 120.0) -> None:
+    """Wait until no other process listens on ``service``'s local endpoint addresses (the fixed loopback ones
+    of config/services.yaml that :class:`localdev.services.LocalServices` binds, e.g. held by another demo);
+    ``LocalError`` naming them after ``wait`` seconds."""
+    from localdev.services import LocalServices
+
+    local = LocalServices(service)  # not started: its addresses only
+    addresses = [(app.host, app.port) for app in local.apps.values()] + [local._control_address]
+    deadline = time.monotonic() + wait
+    while taken := _taken(addresses):
+        if time.monotonic() > deadline:
+            raise LocalError(f"the local endpoints of {service} (config/services.yaml) are still taken after "
+                             f"{wait:.0f}s (another demo running?): {', '.join(taken)}")
+        print(f"{service}: waiting for {', '.join(taken)} (taken by another process) ...", flush=True)
+        time.sleep(5)
+
+
+def _taken(addresses: list[tuple[str, int]]) -> list[str]:
+    """The addresses another process listens on (bound the way the endpoints bind: SO_REUSEADDR)."""
+    import socket
+
+    taken = []
+    for host, port in addresses:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                taken.append(f"{host}:{port}")
+    return taken
 
 
 def serve(stack: Stack, *, demo: bool, keep_serving: bool) -> int:

@@ -29,10 +29,16 @@ print("DAGRUN-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_
 """
 
 
+def _dag_file(dag_id: str) -> Path:
+    """One runbook per file (dags/<dag id>.py): parse only that file; the folder when the convention breaks."""
+    path = PROJECT_ROOT / "dags" / f"{dag_id}.py"
+    return path if path.is_file() else PROJECT_ROOT / "dags"
+
+
 def run_dag(dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 420, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``dag_id`` once; return {"state", "run_id", "tasks": {task: state}, "output"}."""
     result = subprocess.run(
-        [sys.executable, "-c", _CHILD, dag_id, json.dumps(conf or {}), str(PROJECT_ROOT / "dags")],
+        [sys.executable, "-c", _CHILD, dag_id, json.dumps(conf or {}), str(_dag_file(dag_id))],
         check=False, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT, env=env or dict(os.environ),
     )
     output = result.stdout + result.stderr

@@ -226,3 +226,86 @@ def test_run_measured_reports_peak_memory_of_the_child() -> None:
     assert measured.ok
     assert measured.peak_rss >= 64 * 1024 * 1024
     assert last_json_line(measured.stdout) == {"ok": 1}
+
+
+# ---- bench/backup.py ---------------------------------------------------------------------------------------
+#: rclone 1.60.1's closing ``--stats`` block (``--stats 1h --stats-log-level NOTICE``), copied from real runs:
+#: a copy of two new files next to one unchanged, and a no-change sync.
+RCLONE_COPY_STATS = """2026/11/30 09:26:04 NOTICE: \nTransferred:   \t          4 B / 4 B, 100%, 0 B/s, ETA -
+Checks:                 1 / 1, 100%
+Transferred:            2 / 2, 100%
+Elapsed time:         0.1s
+"""
+RCLONE_NOCHANGE_STATS = """2026/11/30 09:26:04 NOTICE: \nTransferred:   \t          0 B / 0 B, -, 0 B/s, ETA -
+Checks:                 3 / 3, 100%
+Elapsed time:         0.0s
+"""
+
+
+def test_backup_bench_sizes_default_to_the_issue_and_scale_down_by_environment() -> None:
+    from bench.backup import MIB, Sizes
+    from bench.common import BenchError
+
+    full = Sizes.from_env({})
+    assert full.sets() == {"small": (2000, 64 * 1024), "large": (10, 64 * MIB)}
+    assert (full.nochange_count, full.huge_size, full.dests) == (10_000, 1024 * MIB, ("gcs", "azure"))
+    small = Sizes.from_env({"BENCH_BACKUP_SMALL": "200", "BENCH_BACKUP_NOCHANGE": "1000",
+                            "BENCH_BACKUP_HUGE_MIB": "256", "BENCH_BACKUP_DESTS": "azure",
+                            "BENCH_BACKUP_PARTS": "nochange, drill"})
+    assert small.sets()["small"] == (200, 64 * 1024) and small.sets()["large"] == full.sets()["large"]
+    assert (small.nochange_count, small.huge_size, small.dests, small.parts) == (
+        1000, 256 * MIB, ("azure",), ("nochange", "drill"))
+    with pytest.raises(BenchError, match="BENCH_BACKUP_SMALL must be a positive integer"):
+        Sizes.from_env({"BENCH_BACKUP_SMALL": "0"})
+    with pytest.raises(BenchError, match="BENCH_BACKUP_DESTS: unknown s3"):
+        Sizes.from_env({"BENCH_BACKUP_DESTS": "gcs,s3"})
+
+
+def test_backup_bench_throughput_and_rclone_stats() -> None:
+    from bench.backup import mb_per_s, rclone_counts
+
+    assert mb_per_s(64 * 1024 * 1024, 2.0) == pytest.approx(33.554432)
+    with pytest.raises(ValueError):
+        mb_per_s(1, 0.0)
+    assert rclone_counts(RCLONE_COPY_STATS) == {"transferred": 2, "checks": 1, "errors": 0}
+    assert rclone_counts(RCLONE_NOCHANGE_STATS) == {"transferred": 0, "checks": 3, "errors": 0}
+    assert rclone_counts("Errors:                 4 (retrying may help)\n")["errors"] == 4
+
+
+def test_backup_bench_rclone_environment_reaches_only_the_emulators() -> None:
+    from bench.backup import rclone_env
+
+    env = rclone_env({"PATH": "/usr/bin", "AWS_CA_BUNDLE": "/etc/ca.pem", "AWS_PROFILE": "prod",
+                      "RCLONE_CONFIG_PROD_TYPE": "s3", "AIRFLOW_CONN_AWS_ESTATE": "{}"},
+                     s3_endpoint="http://127.0.0.1:1", gcs_endpoint="http://127.0.0.1:2/",
+                     azure_sas_url="http://127.0.0.1:3/devstoreaccount1?sv=x")
+    assert env["PATH"] == "/usr/bin" and env["RCLONE_CONFIG"] == "/dev/null"
+    assert not {"AWS_CA_BUNDLE", "AWS_PROFILE", "RCLONE_CONFIG_PROD_TYPE", "AIRFLOW_CONN_AWS_ESTATE"} & set(env)
+    assert (env["RCLONE_CONFIG_S3_ENDPOINT"], env["RCLONE_CONFIG_S3_ENV_AUTH"]) == ("http://127.0.0.1:1", "false")
+    assert env["RCLONE_CONFIG_GCS_ENDPOINT"] == "http://127.0.0.1:2/storage/v1/"
+    assert env["RCLONE_CONFIG_GCS_ANONYMOUS"] == "true"
+    assert env["RCLONE_CONFIG_AZ_SAS_URL"] == "http://127.0.0.1:3/devstoreaccount1?sv=x"
+
+
+def test_backup_bench_policy_is_a_valid_backup_policy() -> None:
+    from bench.backup import policy_document
+    from include.backup.policies import BackupPolicy
+
+    policy = BackupPolicy.model_validate(policy_document(
+        "bench-small", ("aws-prod", "rb-bench-source", "small/"), ("gcp-prod", "rb-bench-small-ours-1", "backup/"), 8))
+    assert (policy.source.prefix, policy.destination.container, policy.concurrency) == (
+        "small/", "rb-bench-small-ours-1", 8)
+
+
+def test_backup_bench_results_of_two_runs_merge_part_by_part() -> None:
+    from bench.backup import merge_results
+
+    first = {"machine": {"date": "d1"}, "sizes": {"repeats": 3}, "rclone": "v1", "nochange": {"n": 1},
+             "drill": {"d": 1}, "errors": {"throughput": "Azurite stalled"}}
+    second = {"machine": {"date": "d2"}, "sizes": {"repeats": 2}, "rclone": "v1", "throughput": {"t": 2}}
+    merged = merge_results([first, second])
+    assert (merged["nochange"], merged["drill"], merged["throughput"]) == ({"n": 1}, {"d": 1}, {"t": 2})
+    assert "errors" not in merged  # the failed part was measured again
+    assert [(r["machine"]["date"], r["parts"]) for r in merged["runs"]] == [
+        ("d1", ["nochange", "drill"]), ("d2", ["throughput"])]
+    assert merge_results([first])["errors"] == {"throughput": "Azurite stalled"}

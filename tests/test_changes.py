@@ -247,12 +247,10 @@ def test_max_concurrency_bounds_the_changes_in_flight(step_class: type[S3ObjectC
     keys = [f"c{n}" for n in range(9)]
     resolve = resolver({"content": {k: k for k in keys}, "hold": 0.3})
     planned = engine.plan_items(items_for(*keys), resolve)
-    started = time.monotonic()
     done = engine.apply_items(planned, resolve, rate=RateControl("3", "0"))
-    took = time.monotonic() - started
     assert {i.outcome for i in done} == {"changed"} and sorted(step_class.writes) == keys
+    # exactly three at once: changes overlap (each is held 0.3 s), and never more than the bound
     assert step_class.most_in_flight == 3, step_class.most_in_flight
-    assert took < 9 * 0.3, f"no overlap: {took:.2f}s"
     step_class.most_in_flight = 0
     engine.apply_items(engine.plan_items(items_for(*keys), resolver({"content": {k: "x" for k in keys}})),
                        resolver({"content": {k: "x" for k in keys}, "hold": 0.05}), rate=RateControl("34%", "0"))

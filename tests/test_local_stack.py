@@ -4,10 +4,15 @@ One `airflow standalone` serves the whole module (an Airflow start-up is the mos
 suite): `python -m localdev demo --serve` sets up the emulators and the seeded estate, runs the demo
 runbooks through the REST API (as `make demo` does), then keeps serving. On that stack:
 
-- every runbook is triggered from its form in the Airflow UI in Debian's chromium, driven by Playwright's
-  Python package (no browser download), with a screenshot of each form kept as a test artefact;
+- the demo's output: each runbook it ran through the REST API, with what it did (backups, the restore
+  drill, the failover drill's measured RTO);
+- every runbook in dags/ is triggered from its form in the Airflow UI in Debian's chromium, driven by
+  Playwright's Python package (no browser download), with a realistic request and a screenshot of each
+  filled form kept as a test artefact; each run reaches its expected end (the mutating ones as dry runs, so
+  that they change nothing the other tests of the module look at);
 - a bad request through the REST API is refused (400), and an unknown conf key fails the first task once;
 - a remediation is approved from the task's *Required Actions* page and applies, verified in the cloud;
+- the incident intake end to end (tests/test_intake_e2e.py) against this stack;
 - `python -m localdev down` stops everything it started.
 
 Screenshots: ``test-artifacts/ui/`` (or ``$RUNBOOKS_TEST_ARTIFACTS/ui``).
@@ -23,7 +28,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,8 @@ ARTIFACTS = Path(os.environ.get("RUNBOOKS_TEST_ARTIFACTS", PROJECT_ROOT / "test-
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
 TAGS = {"owner": "platform-team", "cost-center": "cc-42", "data-classification": "internal"}
+#: Every runbook (one DAG file each): each needs a form test below.
+RUNBOOKS = {p.stem for p in (PROJECT_ROOT / "dags").glob("*.py") if not p.name.startswith("_")}
 
 
 def _env(home: Path, data: Path) -> dict[str, str]:
@@ -121,6 +129,41 @@ def test_demo_runs_the_runbooks_through_the_api_then_serves(served: Served) -> N
     plans = list((data / "remediation").glob("demo__*/result.json"))
     assert plans and json.loads(plans[0].read_text())["status"] == "dry_run"
     assert "AIRFLOW_CONN_AWS_ESTATE" in (served.home / ".env").read_text()
+    check_demo_backups_and_drills(served)
+
+
+def check_demo_backups_and_drills(served: Served) -> None:
+    """After the first three: a real backup of every policy, its restore drill, the failover drill's RTO."""
+    from include.backup.drill import read_history
+    from include.backup.report import read_run_report
+
+    output, data = served.output, served.data
+    for dag_id in ("backup_object_stores", "restore_drill"):
+        assert re.search(rf"^{dag_id}: success in [\d.]+s \(triggered through the REST API\)$", output, re.M), dag_id
+    backup_run = re.search(r"^backup \((demo__\w+)\):$", output, re.M)
+    drill_run = re.search(r"^restore drill \((demo__\w+)\):$", output, re.M)
+    assert backup_run and drill_run, output[-4000:]
+    for policy in ("aws-customer-exports-to-gcp", "gcp-app-data-to-azure"):
+        copied = re.search(rf"^  {policy} +succeeded: point (\S+), listed (\d+), copied (\d+) \((\d+) bytes\)",
+                           output, re.M)
+        assert copied and int(copied[2]) > 0 and int(copied[3]) == int(copied[2]) and int(copied[4]) > 0, policy
+        report = read_run_report(policy, backup_run[1], data)  # what the demo printed is what the run wrote
+        assert report and report["dry_run"] is False and report["point_id"] == copied[1].rstrip(","), report
+        restored = re.search(rf"^  {policy} +restored and verified: point (\S+), (\d+) objects \(\d+ bytes\), "
+                             r"0 mismatches, .*scratch removed: True$", output, re.M)
+        assert restored and restored[1].rstrip(",") == report["point_id"] and int(restored[2]) == int(copied[2]), policy
+    drilled = [line for line in read_history(data) if line["run_id"] == drill_run[1]]
+    assert len(drilled) == 2 and all(line["success"] and line["scratch_removed"] for line in drilled), drilled
+    # the failover drill: a real outage of the primary endpoint, failed over and back, its RTO measured
+    assert re.search(r"^failover_drill: passed in [\d.]+s \(triggered through the REST API\)$", output, re.M)
+    rto = re.search(r"^  orders: primary endpoint stopped for real -> failed over and verified in ([\d.]+)s \(RTO; "
+                    r"our steps ([\d.]+)s\), failed back in ([\d.]+)s$", output, re.M)
+    assert rto and 0 < float(rto[2]) <= float(rto[1]), output[-3000:]
+    result_file = re.search(r"^  result: (\S+/result\.json)$", output, re.M)
+    assert result_file, output[-3000:]
+    result = json.loads(Path(result_file[1]).read_text())
+    assert result["status"] == "passed" and result["dry_run"] is False
+    assert result["rto"]["rto_seconds"] == pytest.approx(float(rto[1]))
     assert (served.home / "airflow.pid").exists() and (served.home / "emulators.json").exists()
 
 
@@ -202,8 +245,196 @@ def failing_findings(data: Path, rule: str) -> list[str]:
     return sorted(f.finding_id for f in load_latest_findings(data) if f.rule_id == rule and f.status == "fail")
 
 
-def test_every_runbook_form_triggers_a_run(served: Served, browser: Any) -> None:
+# ---- every other runbook's form --------------------------------------------------------------------------
+def text(dialog: Any, name: str, value: str) -> None:
+    dialog.locator(f"input[name=element_{name}]").fill(value)
+
+
+def lines(dialog: Any, name: str, *values: str) -> None:
+    """A list field: one value a line."""
+    dialog.locator(f"textarea[name=element_{name}]").fill("\n".join(values))
+
+
+def switch(dialog: Any, name: str, on: bool) -> None:
+    """Turn a switch on or off by clicking it, as a person does."""
+    box = dialog.locator(f"input[name=element_{name}]")
+    if box.is_checked() != on:
+        dialog.locator(f"label[data-scope=switch]:has(input[name=element_{name}]) [data-part=control]").click()
+    assert box.is_checked() == on, name
+
+
+def choose(page: Any, dialog: Any, name: str, option: str) -> None:
+    """Pick ``option`` in a select field (an enum): open it, type, take the match."""
+    dialog.locator(f"#element_{name}").click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+    assert option in dialog.locator(f"#element_{name}").inner_text(), name
+
+
+@dataclass(frozen=True)
+class Form:
+    """What a person fills in a runbook's form, what the run's conf then holds, and how the run ends."""
+
+    fill: Callable[[Any, Any], None]  # (page, dialog)
+    conf: dict[str, Any]
+    state: str = "success"
+    check: Callable[[Served, str], None] | None = None  # (served, run id): the run's own results
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _backup_planned(served: Served, run_id: str) -> None:
+    from include.backup.report import read_run_report
+
+    report = read_run_report("aws-customer-exports-to-gcp", run_id, served.data)
+    assert report is not None and report["dry_run"] is True and report["status"] == "planned", report
+    assert read_run_report("gcp-app-data-to-azure", run_id, served.data) is None  # only the named policy
+
+
+def _failover_result(status: str) -> Callable[[Served, str], None]:
+    def check(served: Served, run_id: str) -> None:
+        result = _json(served.data / "failover" / run_id / "result.json")
+        assert result["status"] == status and result["dry_run"] is True, result
+
+    return check
+
+
+def _report_written(kind: str) -> Callable[[Served, str], None]:
+    def check(served: Served, run_id: str) -> None:
+        assert (served.data / kind / run_id / "report.json").stat().st_size > 0
+
+    return check
+
+
+#: Every runbook but the three above, as a person fills its form in: each a safe request (a dry run, or
+#: read-only), so that the runs can go at once, beside the other tests of this module.
+FORMS: dict[str, Form] = {
+    # `dry_run` left empty: a run triggered by hand only plans (include.params.auto_dry_run_param)
+    "backup_object_stores": Form(
+        lambda page, d: lines(d, "policies", "aws-customer-exports-to-gcp"),
+        {"policies": ["aws-customer-exports-to-gcp"], "dry_run": None, "force": False}, check=_backup_planned),
+    "backup_snapshots": Form(
+        lambda page, d: (lines(d, "policies", "aws-tagged-daily"), switch(d, "force", True)),
+        {"policies": ["aws-tagged-daily"], "force": True, "dry_run": None}),
+    "restore_objects": Form(
+        lambda page, d: (text(d, "policy", "aws-customer-exports-to-gcp"), text(d, "prefix", "exports/"),
+                         text(d, "destination", "gcp-prod:rb-gcp-legacy-scratch/ui-restore/"),
+                         text(d, "reason", "CHG-11 yesterday's exports, to compare")),
+        {"policy": "aws-customer-exports-to-gcp", "point": None, "prefix": "exports/", "dry_run": True,
+         "destination": "gcp-prod:rb-gcp-legacy-scratch/ui-restore/"}),
+    "restore_drill": Form(
+        lambda page, d: (lines(d, "policies", "gcp-app-data-to-azure"), text(d, "hash_sample_percent", "50")),
+        {"policies": ["gcp-app-data-to-azure"], "hash_sample_percent": 50, "dry_run": None}),
+    # both sides answer (the endpoints run in this test): a failover of a degraded primary needs `force`
+    "failover_service": Form(
+        lambda page, d: (text(d, "service", "orders"), text(d, "incident_id", "INC-4711"),
+                         choose(page, d, "severity", "critical"), switch(d, "force", True),
+                         text(d, "reason", "INC-4711 orders latency: show the failover plan")),
+        {"service": "orders", "incident_id": "INC-4711", "severity": "critical", "force": True, "dry_run": True},
+        check=_failover_result("dry_run")),
+    "failback_service": Form(
+        lambda page, d: (text(d, "service", "orders"), text(d, "incident_id", "INC-4700"),
+                         text(d, "reason", "INC-4700 is over: is orders back on its primary?")),
+        {"service": "orders", "incident_id": "INC-4700", "dry_run": True}, check=_failover_result("nothing_to_do")),
+    "failover_drill": Form(
+        lambda page, d: text(d, "reason", "game day: is orders ready for a drill?"),
+        {"service": "orders", "dry_run": None}, check=_failover_result("dry_run")),
+    "provision_environment": Form(
+        lambda page, d: (text(d, "environment", "demo"), text(d, "reason", "CHG-12 preview the demo stack")),
+        {"environment": "demo", "dry_run": True, "max_concurrency": "5"}),
+    "teardown_environment": Form(
+        lambda page, d: (text(d, "environment", "demo"), text(d, "reason", "CHG-13 what would go")),
+        {"environment": "demo", "dry_run": True}),
+    "detect_drift": Form(
+        lambda page, d: (lines(d, "environments", "demo"), switch(d, "start_dry_runs", False)),
+        {"environments": ["demo"], "start_dry_runs": False}, check=_report_written("drift")),
+    "cost_hygiene": Form(
+        lambda page, d: (lines(d, "cleanup", "bucket_without_lifecycle"), text(d, "stopped_days", "14"),
+                         text(d, "reason", "FIN-3 lifecycle rules for the buckets")),
+        {"cleanup": ["bucket_without_lifecycle"], "stopped_days": 14, "dry_run": True},
+        check=_report_written("cost")),
+}
+DETAILED = ("inventory_estate", "compliance_scan", "remediate_findings")
+
+
+@contextmanager
+def failover_endpoints(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The local service's two endpoints (config/services.yaml's loopback addresses) and its replica lag,
+    served from this test for the failover runbooks' runs (as the demo serves them for its drill)."""
+    from localdev.failover_estate import local_failover_estate
+    from localdev.stack import wait_for_local_endpoints
+
+    for conn_id, conn in served.emulators().connections().items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    wait_for_local_endpoints("orders")  # fixed loopback addresses: another demo on this machine may hold them
+    with local_failover_estate("orders"):
+        yield
+
+
+def wait_runs(api: Api, runs: dict[str, str], timeout: float = 600) -> dict[str, dict[str, Any]]:
+    """Wait for every (dag id -> run id) at once; their final dag runs."""
+    done: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(runs):
+        for dag_id, run_id in runs.items():
+            if dag_id not in done:
+                run = _state(api, dag_id, run_id)
+                if run.get("state") in ("success", "failed"):
+                    done[dag_id] = run
+        pending = sorted(set(runs) - set(done))
+        assert not pending or time.monotonic() < deadline, f"not finished in {timeout}s: {pending}"
+        time.sleep(3 if pending else 0)  # one round of GETs every few seconds: the api-server shares 2 cores
+    return done
+
+
+def _state(api: Api, dag_id: str, run_id: str) -> dict[str, Any]:
+    try:
+        run: dict[str, Any] = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+    except OSError:  # 404 until the trigger lands; SQLite busy under load
+        return {"state": None}
+    return run
+
+
+def test_every_runbook_form_triggers_a_run(served: Served, browser: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every runbook's form, filled and submitted in the browser; the runs go at once and end as expected."""
+    from include.audit import read_audit
+
+    assert RUNBOOKS == {*FORMS, *DETAILED}, "a runbook without a form test (add it to FORMS)"
     page, api = browser, served.api
+    runs = {dag_id: f"ui__{dag_id}" for dag_id in FORMS}
+    started = time.monotonic()
+    with failover_endpoints(served, monkeypatch):
+        for dag_id, form in FORMS.items():
+            dialog = open_form(page, served.base_url, dag_id)
+            form.fill(page, dialog)
+            submit(page, dialog, runs[dag_id], f"{dag_id}-form.png")
+        submitted = time.monotonic() - started
+        check_inventory_compliance_remediation_forms(served, page)  # while those runs go
+        ended = wait_runs(api, runs)
+    print(f"{len(FORMS)} forms filled and submitted in {submitted:.0f}s; all {len(FORMS) + len(DETAILED)} runs "
+          f"ended {time.monotonic() - started:.0f}s after the first form was opened")
+    problems = {}
+    for dag_id, form in FORMS.items():
+        run = ended[dag_id]
+        conf = {key: run["conf"].get(key) for key in form.conf}
+        if run["state"] != form.state or conf != form.conf:
+            problems[dag_id] = (run["state"], conf, task_states(api, dag_id, runs[dag_id]))
+    assert not problems, problems
+    for dag_id, form in FORMS.items():
+        if form.check is not None:
+            form.check(served, runs[dag_id])
+        # dry runs and read-only runbooks: the audit trail holds no change
+        trail = read_audit(run_id=runs[dag_id], base=served.data)
+        assert not [r for r in trail if r.outcome == "changed"], (dag_id, trail)
+    for name in RUNBOOKS:
+        assert (ARTIFACTS / f"{name}-form.png").stat().st_size > 10_000, name
+
+
+def check_inventory_compliance_remediation_forms(served: Served, page: Any) -> None:
+    """The three forms of the first runbooks, each run followed to its end and its results checked."""
+    api = served.api
     # inventory_estate: two targets, one service each cloud understands
     dialog = open_form(page, served.base_url, "inventory_estate")
     dialog.locator("textarea[name=element_targets]").fill("aws-prod\ngcp-prod")
@@ -253,8 +484,6 @@ def test_every_runbook_form_triggers_a_run(served: Served, browser: Any) -> None
 
     trail = read_audit(run_id="ui__remediate_dry", base=served.data)
     assert len(trail) == len(ids) and {(r.step, r.outcome, r.dry_run) for r in trail} == {("plan", "skipped", True)}
-    for name in ("inventory_estate", "compliance_scan", "remediate_findings"):
-        assert (ARTIFACTS / f"{name}-form.png").stat().st_size > 10_000
 
 
 def test_bad_requests_through_the_api_are_refused(served: Served) -> None:
@@ -375,6 +604,12 @@ def planned_buckets(served: Served, run_id: str) -> list[str]:
                           "return_value")
     value = xcom["value"] if isinstance(xcom["value"], dict) else json.loads(xcom["value"])
     return [item["record"]["name"] for item in value["items"] if item["change"]]
+
+
+def test_incident_intake_end_to_end(served: Served, tmp_path: Path) -> None:
+    from tests.test_intake_e2e import check_intake_end_to_end
+
+    check_intake_end_to_end(served.base_url, served.password, served.home, served.data, tmp_path)
 
 
 def test_make_down_stops_everything(served: Served) -> None:

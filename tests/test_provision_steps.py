@@ -294,6 +294,37 @@ def test_instances_with_the_same_name_only_ours_is_managed(clean_clouds: Any, da
     assert [i["InstanceId"] for i in instances("rb-steps-vm")] == [stranger], "only the managed one was terminated"
 
 
+def test_instance_creates_share_one_name_read_and_still_refuse_a_look_alike(clean_clouds: Any, data_dir: Path,
+                                                                            tmp_path: Path) -> None:
+    """Apply asks once which instance names are taken; a taken name gets the full read: a look-alike created
+    after the plan is a conflict (never a second instance), and a replayed change set creates nothing twice."""
+    vm = CASES[2].resources[1]
+    resources = [SG, *({**vm, "name": n, "properties": {**vm["properties"], "name": f"rb-steps-{n}"}}
+                       for n in ("a", "b", "c"))]
+    spec = make_spec(tmp_path, resources)
+    planned = plan(spec)
+    assert [i.change.operation for i in planned if i.change] == ["create"] * 4
+    stranger = aws("ec2").run_instances(ImageId="ami-04681a1dbd79675a5", MinCount=1, MaxCount=1, InstanceType="t3.nano",
+                                        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                            {"Key": "Name", "Value": "rb-steps-b"}]}])["Instances"][0]["InstanceId"]
+    session = Session(spec, "provision")
+    calls: list[str] = []
+    client = session.step("ec2").aws(spec.resource("ec2.a"), "ec2")
+    client.meta.events.register("before-call.ec2.DescribeInstances", lambda **kw: calls.append("describe"))
+    done = engine.apply_items(planned, session.resolver())
+    outcomes = {i.labels["address"]: i.outcome for i in done}
+    assert outcomes == {"sg.web": "changed", "ec2.a": "changed", "ec2.b": "failed", "ec2.c": "changed"}
+    assert (only(done, "ec2.b").apply_error or "").startswith("Conflict: EC2 instance rb-steps-b exists and is not "
+                                                               "managed")
+    assert calls == ["describe", "describe"], "one batched read, one full read for the taken name"
+    assert [i["InstanceId"] for i in instances("rb-steps-b")] == [stranger]
+    # the same change set again (a retried task): the names are taken by ours now, nothing is created twice
+    again = engine.apply_items(planned, Session(spec, "provision").resolver())
+    assert {i.labels["address"]: i.outcome for i in again if i.labels["kind"] == "ec2"} == {
+        "ec2.a": "unchanged", "ec2.b": "failed", "ec2.c": "unchanged"}
+    assert len(instances("rb-steps-a")) == 1 and len(instances("rb-steps-c")) == 1
+
+
 # ---- protection: teardown refuses and says which ----------------------------------------------------------
 def test_teardown_refuses_protected_resources(clean_clouds: Any, data_dir: Path, tmp_path: Path) -> None:
     resources = [

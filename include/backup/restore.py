@@ -50,7 +50,7 @@ from include.changes.engine import Item, StepCache, changes, destructive_changes
 from include.changes.model import Applied, Change, ChangeError, RequestError
 from include.changes.rate import RateControl
 from include.changes.report import Wording
-from include.changes.runbook import ChangeRunbook, ChangeSet
+from include.changes.runbook import ChangeRunbook, ChangeSet, request_problems
 from include.changes.step import LifecycleStep, State
 from include.clouds.errors import is_not_found
 from include.records import ResourceRecord
@@ -189,12 +189,8 @@ class RestoreRequest:
         problems: list[str] = []
         if not isinstance(self.policy, str):
             problems.append("policy must be a policy name from config/backup/policies.yaml")
-        if not self.dry_run and not self.reason.strip():
-            problems.append("reason is required when dry_run is false (it goes to the audit trail)")
-        try:
-            RateControl(self.max_concurrency, self.max_errors)
-        except RequestError as exc:
-            problems.append(str(exc))
+        problems += request_problems(dry_run=self.dry_run, reason=self.reason,
+                                    max_concurrency=self.max_concurrency, max_errors=self.max_errors)
         if problems:
             raise RestoreError("; ".join(problems))
 

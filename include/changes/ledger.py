@@ -39,6 +39,7 @@ from sqlalchemy import (
     and_,
     create_engine,
     delete,
+    event,
     insert,
     or_,
     select,
@@ -117,6 +118,23 @@ def sqlalchemy_url(conn: Any) -> URL:
                             "a postgres or sqlite connection")
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL with synchronous=NORMAL: a commit no longer waits for several fsyncs (about 13 ms -> 2 ms each, and
+    an apply records every change). Still safe if a process dies; only an OS crash or power cut may lose the
+    last commits, after which a rerun re-reads the clouds and converges. Readers no longer block the writer."""
+    import sqlite3
+
+    cursor = dbapi_connection.cursor()
+    try:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            pass  # another process holds the file in a transaction: keep its journal mode (still correct)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
 def _engine(url: URL) -> Engine:
     rendered = url.render_as_string(hide_password=False)
     with _ENGINES_LOCK:
@@ -124,6 +142,8 @@ def _engine(url: URL) -> Engine:
         if engine is None:
             args: dict[str, Any] = {"timeout": 30} if url.drivername == "sqlite" else {"connect_timeout": 10}
             engine = create_engine(url, connect_args=args, pool_pre_ping=True)
+            if url.drivername == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
             _ENGINES[rendered] = engine
         return engine
 

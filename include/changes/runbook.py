@@ -238,6 +238,21 @@ def final_report(
     return {"status": wording.done_status, "path": str(path), "totals": totals}
 
 
+# ---- the checks every change request shares --------------------------------------------------------------
+def request_problems(*, dry_run: bool, reason: str, max_concurrency: Any, max_errors: Any,
+                     reason_needed: bool = True) -> list[str]:
+    """What is wrong with the parts every change runbook's request has: a reason to apply (it goes to the
+    audit trail) and the rate control (SSM's ``max_concurrency`` / ``max_errors``). Empty when all is well."""
+    problems = []
+    if reason_needed and not dry_run and not reason.strip():
+        problems.append("reason is required when dry_run is false (it goes to the audit trail)")
+    try:
+        RateControl(max_concurrency, max_errors)
+    except RequestError as exc:
+        problems.append(str(exc))
+    return problems
+
+
 # ---- a change runbook: the task bodies, given what is specific to the runbook ----------------------------
 def _default_rate(request: Mapping[str, Any]) -> RateControl:
     return RateControl()

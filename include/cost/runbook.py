@@ -23,7 +23,7 @@ from include.changes.engine import Item, Resolver
 from include.changes.model import RequestError
 from include.changes.rate import RateControl
 from include.changes.report import Wording
-from include.changes.runbook import ChangeRunbook, ChangeSet
+from include.changes.runbook import ChangeRunbook, ChangeSet, request_problems
 from include.cost.hygiene import CATEGORIES, Finding, Options, find_waste, totals
 from include.cost.pricing import PriceTable, PricingError, load_tables
 from include.fileio import atomic_write_text
@@ -65,12 +65,11 @@ class Request:
             problems.append("resources narrows a cleanup: give cleanup categories too")
         if "missing_cost_tags" in self.cleanup and not self.tag_values and not self.dry_run:
             problems.append('cleanup missing_cost_tags needs tag_values, e.g. {"owner": "team-a", "cost-center": "cc-1"}')
-        if not self.dry_run and self.cleanup and not self.reason.strip():
-            problems.append("reason is required when dry_run is false (it goes to the audit trail)")
+        problems += request_problems(dry_run=self.dry_run, reason=self.reason, max_concurrency=self.max_concurrency,
+                                     max_errors=self.max_errors, reason_needed=bool(self.cleanup))
         try:
             Options(self.stopped_days, self.snapshot_retention_days, self.cost_tags)
-            RateControl(self.max_concurrency, self.max_errors)
-        except (ValueError, RequestError) as exc:
+        except ValueError as exc:
             problems.append(str(exc))
         if problems:
             raise CostError("; ".join(problems))

@@ -251,6 +251,7 @@ def _target_problems(catalog: Catalog, targets: TargetsConfig | None) -> list[st
         return [str(exc)]
     problems = []
     for service in catalog.services:
+        problems.extend(_replication_problems(service, config))
         refs = {"primary.database.target": service.primary.database.target,
                 "standby.database.target": service.standby.database.target, "dns.target": service.dns.target}
         for field, name in refs.items():
@@ -269,6 +270,20 @@ def _target_problems(catalog: Catalog, targets: TargetsConfig | None) -> list[st
                     problems.append(f"service {service.name!r}: {field.rsplit('.', 1)[0]}.resource_group: "
                                     "required for an azure target")
     return problems
+
+
+def _replication_problems(service: Service, config: TargetsConfig) -> list[str]:
+    """The standby's database is a managed read replica of the primary's: both must be on one cloud (the
+    application endpoints and the DNS zone may be anywhere)."""
+    try:
+        clouds = {side: config.get(service.side(side).database.target).cloud for side in ("primary", "standby")}
+    except TargetsError:
+        return []  # reported per field below
+    if clouds["primary"] == clouds["standby"]:
+        return []
+    return [f"service {service.name!r}: standby.database.target: the standby's database ({clouds['standby']}) cannot be "
+            f"a managed read replica of the primary's ({clouds['primary']}); both databases must be on one cloud, "
+            "only the endpoints and the DNS zone may be elsewhere"]
 
 
 @lru_cache(maxsize=8)

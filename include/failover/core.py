@@ -45,7 +45,15 @@ from include.failover.catalog import (
     record_set_ref,
 )
 from include.failover.probes import describe, probe_side
-from include.failover.steps import FenceDatabase, PromoteReplica, SwitchDns, db_record, dns_record, resolver
+from include.failover.steps import (
+    FenceDatabase,
+    PromoteReplica,
+    SwitchDns,
+    db_record,
+    dns_record,
+    observed_options,
+    resolver,
+)
 from include.redaction import error_text
 from include.targets import TargetsConfig, load_targets
 
@@ -360,7 +368,8 @@ def item_keys(items: Sequence[Item]) -> list[str]:
 
 def decide_failover(run: RunInfo, request: Request, primary: Mapping[str, Any], standby: Mapping[str, Any],
                     *, ledger: Ledger, targets: TargetsConfig | None = None) -> dict[str, Any]:
-    """Refuse, or plan the failover and say how it is approved. Reads only (the plan reads the clouds again)."""
+    """Refuse, or plan the failover and say how it is approved. Writes nothing; the plan takes the assessments'
+    reads when they are fresh (:func:`assessed_options`) and reads the clouds again when they are not."""
     timer = Timer("decide")
     service = service_spec(request.service)
     key = ledger_key(run.runbook, request)
@@ -390,8 +399,8 @@ def decide_failover(run: RunInfo, request: Request, primary: Mapping[str, Any], 
     planned: list[Item] = []
     if outcome in ("fail_over", "refused"):
         audit = run.audit(dry_run=request.dry_run, key=key)
-        planned = plan_in_parallel(items, resolver(step_options(service, key, "standby"), targets), audit) \
-            if outcome == "fail_over" else items
+        planned = plan_in_parallel(items, resolver(assessed_options(service, key, primary, standby, items), targets),
+                                   audit) if outcome == "fail_over" else items
         failed = engine.plan_errors(planned)
         if failed:
             outcome = "refused"
@@ -402,6 +411,24 @@ def decide_failover(run: RunInfo, request: Request, primary: Mapping[str, Any], 
     decision["timing"] = timer.done()
     _audit_decision(run, request, key, decision)
     return decision
+
+
+def assessed_options(service: Service, key: str, primary: Mapping[str, Any], standby: Mapping[str, Any],
+                     items: Sequence[Item]) -> dict[str, Any]:
+    """The failover steps' options with what the two assessments read a moment ago (the old primary's and the
+    standby's databases, the record set), so the plan does not read them again; each step still re-reads
+    live state before it writes (``Step.apply``). The older assessment's end dates the reads."""
+    reads: dict[str, Mapping[str, Any] | None] = {}
+    for item in items:
+        if item.step == FenceDatabase.id:
+            reads[item.record.resource_id] = primary.get("database")
+        elif item.step == PromoteReplica.id:
+            reads[item.record.resource_id] = standby.get("database")
+        elif item.step == SwitchDns.id:
+            reads[item.record.resource_id] = primary.get("dns")
+    ends = [history.parse_time((a.get("timing") or {}).get("finished_at")) for a in (primary, standby)]
+    read_at = min(e for e in ends if e).isoformat() if all(ends) else None
+    return observed_options(step_options(service, key, "standby"), reads, read_at=read_at)
 
 
 def plan_in_parallel(items: Sequence[Item], resolve: Any, audit: AuditContext) -> list[Item]:
@@ -699,7 +726,7 @@ def failover_result(run: RunInfo, request: Request, *, primary: Mapping[str, Any
     if status == "failed":
         error = (verify or {}).get("error") or "a step did not finish (see its log; a rerun with the same incident "\
                                               "id resumes where it stopped)"
-    parts = [resolved, primary, standby, decision, *ran, verify]
+    parts = [resolved, primary, standby, decision, approval, *ran, verify]  # a person's answer has no timing
     steps_done = timeline(*parts)
     return {
         "status": status,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from include.capabilities.database_failover import DatabaseFailover, DatabaseRef, DatabaseStatus
@@ -46,6 +47,9 @@ DB_SERVICE = {"aws": "rds", "gcp": "sql", "azure": "postgresql"}
 DB_KIND = {"aws": "instance", "gcp": "instance", "azure": "server"}
 DB_TYPES = tuple(f"{c}.{DB_SERVICE[c]}.{DB_KIND[c]}" for c in ("aws", "gcp", "azure"))
 DNS_TYPES = ("aws.route53.record", "gcp.dns.record", "azure.dns.record")
+#: The option carrying an assessment's reads into planning (:func:`observed_options`), and how old they may be.
+OBSERVED = "observed"
+OBSERVED_MAX_AGE = 60.0
 
 
 # ---- records for the engine --------------------------------------------------------------------------------
@@ -113,6 +117,15 @@ class _CapabilityStep(UpdateStep):
     uses: ClassVar[tuple[str, ...]] = ()
     capability_name: ClassVar[str] = "database_failover"
 
+    def __init__(self, options: Mapping[str, Any] | None = None, targets: TargetsConfig | None = None) -> None:
+        super().__init__(options, targets)
+        self._observed: dict[str, Any] = dict(self.options.pop(OBSERVED, None) or {})
+
+    def observed(self, record: ResourceRecord) -> Any:
+        """What the run's assessment read of ``record`` moments ago (see :func:`observed_options`), once:
+        the next read of the record goes to the cloud. None: nothing observed, read live."""
+        return self._observed.pop(record.resource_id, None)
+
     @classmethod
     def permissions_for(cls, cloud: str) -> tuple[str, ...]:
         if cls.capability_name == "dns":
@@ -158,7 +171,8 @@ class _DatabaseStep(_CapabilityStep):
         return db_ref_of(record)
 
     def existing(self, record: ResourceRecord) -> DatabaseStatus:
-        status = self.cap(record).status(self.ref(record))
+        seen = self.observed(record)
+        status = DatabaseStatus.from_dict(seen) if seen else self.cap(record).status(self.ref(record))
         if not status.exists:
             raise ChangeError(f"{record.cloud} database {record.name} ({record.region}) does not exist")
         return status
@@ -242,6 +256,9 @@ class SwitchDns(_CapabilityStep):
         return str(self.options["dns_to"])
 
     def read(self, record: ResourceRecord) -> dict[str, Any]:
+        seen = self.observed(record)
+        if seen:
+            return {"active": seen.get("active"), "answer": list(seen.get("answer") or [])}
         state = self.cap(record).read(self.rs(record))
         return {"active": state.active, "answer": list(state.answer)}
 
@@ -332,6 +349,27 @@ class RebuildReplica(_DatabaseStep):
         self.wait(lambda: self.read(record), lambda s: self.satisfied(s, desired), timeout_option="replica_timeout_seconds",
                   default=5400, what=f"replica {record.name} to be available")
         return sent
+
+
+def observed_options(options: Mapping[str, Any], reads: Mapping[str, Mapping[str, Any] | None], *,
+                     read_at: str | None, max_age: float = OBSERVED_MAX_AGE,
+                     now: datetime | None = None) -> dict[str, Any]:
+    """``options`` plus what an assessment just read (resource id -> ``DatabaseStatus`` / ``RecordSetState``
+    as dicts), so planning does not read the same resources again a second later.
+
+    Only for planning: each step's first read of a resource takes the observation, every later read (the
+    re-read before a write, the read-back, the waits) goes to the cloud; applying steps never get
+    observations. Reads older than ``max_age`` seconds (a decide retried or cleared long after its
+    assessment), failed reads (None) and a missing ``read_at`` are left out: the plan reads those live.
+    """
+    from include.failover.history import parse_time
+
+    finished = parse_time(read_at) if read_at else None
+    age = ((now or datetime.now(UTC)) - finished).total_seconds() if finished else None
+    fresh = {rid: dict(data) for rid, data in reads.items() if data}
+    if age is None or not 0 <= age <= max_age or not fresh:
+        return dict(options)
+    return {**options, OBSERVED: fresh}
 
 
 STEPS: dict[str, type[_CapabilityStep]] = {

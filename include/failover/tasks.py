@@ -85,7 +85,7 @@ def decide(context: Mapping[str, Any], resolved: Mapping[str, Any], primary: Map
     """Refuse or plan; push the decision and the approval request's subject and body."""
     run = RunInfo.from_context(context)
     request = Request.from_dict(resolved["request"])
-    core.warm_up(request.service)
+    # No warm_up: the plan takes the assessments' reads (a cloud client only when they are stale or missing).
     decision = core.decide_failover(run, request, primary, standby, ledger=core.get_ledger())
     for line in decision["plan"]:
         print(line)
@@ -100,10 +100,12 @@ def decide(context: Mapping[str, Any], resolved: Mapping[str, Any], primary: Map
 
 def approve_by_policy(context: Mapping[str, Any], decision: Mapping[str, Any]) -> dict[str, Any]:
     """The policy approved (this severity is auto-approved, or a resumed run approved earlier): record it."""
+    timer = core.Timer("approve_by_policy")  # on the RTO's path: counted with our steps
     run = RunInfo.from_context(context)
     request = Request.from_dict(decision["request"])
     approver = str(decision.get("policy_approver") or "policy")
-    return core.record_approval(run, request, decision, approver, ledger=core.get_ledger())
+    recorded = core.record_approval(run, request, decision, approver, ledger=core.get_ledger())
+    return {**recorded, "timing": timer.done()}
 
 
 def record_human_approval(context: Mapping[str, Any], decision: Mapping[str, Any],

@@ -282,6 +282,14 @@ class ResourceStep(LifecycleStep):
     def destroy(self, res: SpecResource, props: dict[str, Any], live: Live) -> None:
         raise NotImplementedError
 
+    def read_before_create(self, record: ResourceRecord, res: SpecResource, props: dict[str, Any]) -> State | None:
+        """The read that makes a planned create safe (a rerun, a look-alike created since the plan).
+
+        Default: the full read. A kind whose read is costly may first ask one batched question per apply
+        ("which of the spec's names are taken?") and do the full read only for a name that is.
+        """
+        return self.read(record)
+
     def protection(self, res: SpecResource, props: dict[str, Any], live: Live) -> str | None:
         """Why the resource must not be deleted (None: it may be). Called in teardowns only."""
         return None
@@ -408,7 +416,7 @@ class ResourceStep(LifecycleStep):
                 return self._create(res, props, want)
             except AlreadyExists:
                 pass  # created meanwhile (a rerun, or someone else): decide on what is there now
-        state = self.read(record)
+        state = self.read_before_create(record, res, props) if change.operation == "create" else self.read(record)
         if state is None:
             return self._create(res, props, want)
         if state["ownership"] != "managed":

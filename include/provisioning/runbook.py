@@ -39,6 +39,7 @@ from include.changes.runbook import (
     holder,
     ledger_key,
     report_plan,
+    request_problems,
 )
 from include.provisioning.base import Mode, Session, record_for, skipped_resources
 from include.provisioning.kinds import get_kind
@@ -79,12 +80,8 @@ class Request:
         problems = []
         if not self.environment:
             problems.append("environment is required (a spec in config/environments/)")
-        if not self.dry_run and not self.reason.strip():
-            problems.append("reason is required when dry_run is false (it goes to the audit trail)")
-        try:
-            RateControl(self.max_concurrency, self.max_errors)
-        except RequestError as exc:
-            problems.append(str(exc))
+        problems += request_problems(dry_run=self.dry_run, reason=self.reason,
+                                    max_concurrency=self.max_concurrency, max_errors=self.max_errors)
         if problems:
             raise ProvisioningError("; ".join(problems))
 

@@ -50,7 +50,9 @@ class Route53Dns:
     def client(self) -> Any:
         with self._lock:
             if self._client_obj is None:
-                self._client_obj = client_for(self.target, "route53", None)
+                # Route 53 is global: any region of the target's partition reaches the same endpoint. Naming
+                # one spares the hook from building a whole throwaway client just to learn its region.
+                self._client_obj = client_for(self.target, "route53", self.target.regions[0])
             return self._client_obj
 
     def zone_id(self, zone: str) -> str:

@@ -22,7 +22,7 @@ from include.changes.engine import Item, StepCache
 from include.changes.model import RequestError
 from include.changes.rate import RateControl
 from include.changes.report import Wording
-from include.changes.runbook import ChangeRunbook
+from include.changes.runbook import ChangeRunbook, request_problems
 from include.compliance.model import Finding
 from include.compliance.remediation.registry import RemediationError, get_fixer
 from include.records import ResourceRecord
@@ -84,12 +84,8 @@ class Request:
             not str(k).strip() or not isinstance(v, str) for k, v in self.tag_values.items()
         ):
             problems.append("tag_values must map tag keys to string values")
-        if not self.dry_run and not self.reason.strip():
-            problems.append("reason is required when dry_run is false (it goes to the audit trail)")
-        try:
-            RateControl(self.max_concurrency, self.max_errors)
-        except RequestError as exc:
-            problems.append(str(exc))
+        problems += request_problems(dry_run=self.dry_run, reason=self.reason,
+                                    max_concurrency=self.max_concurrency, max_errors=self.max_errors)
         if problems:
             raise RemediationError("; ".join(problems))
 

@@ -12,10 +12,11 @@ from include.changes.model import ChangeError
 from include.changes.waiting import poll_until
 from include.clouds.aws.ids import ec2_arn
 from include.provisioning.aws.common import AwsStep, tag_dict, tag_list
-from include.provisioning.base import Live
+from include.provisioning.base import Live, State
 from include.provisioning.ownership import ownership
 from include.provisioning.registry import provisions
 from include.provisioning.spec import SpecResource
+from include.records import ResourceRecord
 
 _ALIVE = ["pending", "running", "stopping", "stopped"]
 #: Bounded waits for a state change (stop before a type change, termination before a group is deleted).
@@ -93,6 +94,36 @@ class Ec2Instance(AwsStep):
         if fields["termination_protection"]:
             live.protected = "termination protection (disableApiTermination) is on"
         return live
+
+    def read_before_create(self, record: ResourceRecord, res: SpecResource, props: dict[str, Any]) -> State | None:
+        """One DescribeInstances per apply for every instance name of the spec, not one per instance.
+
+        The names alive when the apply's first instance create runs are read once (a filter on the Name tag
+        scans every instance, so a read per instance grows with the estate); a name found there gets the full
+        read (ours from an earlier try: no second instance; somebody else's: a conflict). Instances this apply
+        creates have other names than the ones still to come, so the batch stays right for the whole apply.
+        """
+        name = str(props["name"])
+        names, taken = self.session.memo(("ec2-names-taken", self.target_of(res).conn_id, res.region),
+                                         lambda: self._names_taken(res))
+        if name in names and name not in taken:
+            return None
+        return self.read(record)
+
+    def _names_taken(self, res: SpecResource) -> tuple[frozenset[str], frozenset[str]]:
+        """(the spec's literal instance names in this target and region, those an alive instance carries)."""
+        names = sorted({str(r.properties["name"]) for r in self.session.spec.resources
+                        if r.kind == "ec2" and r.target == res.target and r.region == res.region
+                        and "${" not in str(r.properties["name"])})
+        taken: set[str] = set()
+        pages = self.aws(res, "ec2").get_paginator("describe_instances")
+        for start in range(0, len(names), 200):  # at most 200 values in one filter
+            for page in pages.paginate(Filters=[{"Name": "tag:Name", "Values": names[start:start + 200]},
+                                                {"Name": "instance-state-name", "Values": _ALIVE}]):
+                for reservation in page["Reservations"]:
+                    for inst in reservation["Instances"]:
+                        taken.update(str(t.get("Value")) for t in inst.get("Tags", []) if t.get("Key") == "Name")
+        return frozenset(names), frozenset(taken)
 
     def create(self, res: SpecResource, props: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
         ec2 = self.aws(res, "ec2")
