@@ -44,7 +44,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.approval import RecordedApprovalOperator
+from include.approval import approval_gate
 from include.params import dry_run_param, idempotency_key_param, rate_params, reason_param
 
 APPROVAL_TIMEOUT = timedelta(hours=12)
@@ -132,15 +132,8 @@ def cost_hygiene() -> None:
 
         return COST.report_plan(get_current_context(), planned)
 
-    approve_cleanup = RecordedApprovalOperator(
-        task_id="approve_cleanup",
-        subject="{{ ti.xcom_pull(task_ids='plan_cleanup', key='approval_subject') }}",
-        body="{{ ti.xcom_pull(task_ids='plan_cleanup', key='approval_body') }}",
-        defaults="Reject",
-        response_timeout=APPROVAL_TIMEOUT,
-        retries=2,  # Airflow 3.3.2 can fail a HITL task answered within ~1 s of waiting: retry re-asks
-        retry_delay=timedelta(seconds=5),
-        execution_timeout=None,
+    approve_cleanup = approval_gate(
+        "approve_cleanup", plan_task="plan_cleanup", response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to apply exactly the listed cleanups; Reject changes nothing.",
     )
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.approval import RecordedApprovalOperator
+from include.approval import approval_gate
 from include.params import dry_run_param, reason_param
 
 APPROVAL_TIMEOUT = timedelta(hours=2)
@@ -208,15 +208,8 @@ def record_and_notify(resolved: dict[str, Any] | None) -> dict[str, Any]:
     },
 )
 def failback_service() -> None:
-    approve_failback = RecordedApprovalOperator(
-        task_id="approve_failback",
-        subject="{{ ti.xcom_pull(task_ids='wait_for_replica', key='approval_subject') }}",
-        body="{{ ti.xcom_pull(task_ids='wait_for_replica', key='approval_body') }}",
-        defaults="Reject",
-        response_timeout=APPROVAL_TIMEOUT,
-        retries=2,  # Airflow 3.3.2 can fail a HITL task answered within ~1 s of waiting: retry re-asks
-        retry_delay=timedelta(seconds=5),
-        execution_timeout=None,
+    approve_failback = approval_gate(
+        "approve_failback", plan_task="wait_for_replica", response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to fence the standby, promote the primary and switch DNS back; Reject stops here.",
     )
 

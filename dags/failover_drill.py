@@ -38,7 +38,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.approval import RecordedApprovalOperator
+from include.approval import approval_gate
 from include.params import auto_dry_run_param, reason_param
 
 
@@ -158,15 +158,8 @@ def report(resolved: dict[str, Any] | None) -> dict[str, Any]:
     },
 )
 def failover_drill() -> None:
-    approve_drill = RecordedApprovalOperator(
-        task_id="approve_drill",
-        subject="{{ ti.xcom_pull(task_ids='check_ready', key='approval_subject') }}",
-        body="{{ ti.xcom_pull(task_ids='check_ready', key='approval_body') }}",
-        defaults="Reject",
-        response_timeout=timedelta(hours=1),
-        retries=2,  # Airflow 3.3.2 can fail a HITL task answered within ~1 s of waiting: retry re-asks
-        retry_delay=timedelta(seconds=5),
-        execution_timeout=None,
+    approve_drill = approval_gate(
+        "approve_drill", plan_task="check_ready", response_timeout=timedelta(hours=1),
         doc_md="Approve to stop the primary's endpoint and run the failover and the failback.",
     )
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.approval import RecordedApprovalOperator
+from include.approval import approval_gate
 from include.params import dry_run_param, reason_param
 
 APPROVAL_TIMEOUT = timedelta(minutes=30)
@@ -189,15 +189,8 @@ def record_and_notify(resolved: dict[str, Any] | None) -> dict[str, Any]:
     },
 )
 def failover_service() -> None:
-    approve_failover = RecordedApprovalOperator(
-        task_id="approve_failover",
-        subject="{{ ti.xcom_pull(task_ids='decide', key='approval_subject') }}",
-        body="{{ ti.xcom_pull(task_ids='decide', key='approval_body') }}",
-        defaults="Reject",
-        response_timeout=APPROVAL_TIMEOUT,
-        retries=2,  # Airflow 3.3.2 can fail a HITL task answered within ~1 s of waiting: retry re-asks
-        retry_delay=timedelta(seconds=5),
-        execution_timeout=None,
+    approve_failover = approval_gate(
+        "approve_failover", plan_task="decide", response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to fence, promote and switch exactly as planned; Reject changes nothing.",
     )
 

@@ -49,7 +49,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.approval import RecordedApprovalOperator
+from include.approval import approval_gate
 from include.params import dry_run_param, idempotency_key_param, rate_params, reason_param
 
 #: How long a human has to answer; no answer = the safe outcome (Reject).
@@ -135,15 +135,8 @@ def restore_objects() -> None:
 
         return RESTORE.report_plan(get_current_context(), planned)
 
-    approve_overwrites = RecordedApprovalOperator(  # Airflow's ApprovalOperator + the decision in XCom
-        task_id="approve_overwrites",
-        subject="{{ ti.xcom_pull(task_ids='plan_restore', key='approval_subject') }}",
-        body="{{ ti.xcom_pull(task_ids='plan_restore', key='approval_body') }}",
-        defaults="Reject",  # no answer before the timeout: the safe outcome
-        response_timeout=APPROVAL_TIMEOUT,
-        retries=2,  # Airflow 3.3.2 can fail a HITL task answered within ~1 s of waiting: retry re-asks
-        retry_delay=timedelta(seconds=5),
-        execution_timeout=None,
+    approve_overwrites = approval_gate(
+        "approve_overwrites", plan_task="plan_restore", response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to restore exactly the listed objects (overwrites included); Reject writes nothing.",
     )
 

@@ -10,7 +10,7 @@ Required Actions UI and HITL API) is the stock operator's.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -40,3 +40,20 @@ class RecordedApprovalOperator(ApprovalOperator):
         if "error" not in event:
             context["ti"].xcom_push(key=DECISION_KEY, value=decision_from_event(event))
         return super().execute_complete(context, event)
+
+
+def approval_gate(task_id: str, *, plan_task: str, response_timeout: timedelta, doc_md: str) -> RecordedApprovalOperator:
+    """The approval task of a mutating runbook: the subject and body are what ``plan_task`` pushed to XCom
+    (``approval_subject`` / ``approval_body``); no answer before ``response_timeout`` is *Reject* (the safe
+    outcome); the decision is recorded for the tasks after it."""
+    return RecordedApprovalOperator(
+        task_id=task_id,
+        subject=f"{{{{ ti.xcom_pull(task_ids='{plan_task}', key='approval_subject') }}}}",
+        body=f"{{{{ ti.xcom_pull(task_ids='{plan_task}', key='approval_body') }}}}",
+        defaults="Reject",
+        response_timeout=response_timeout,
+        retries=2,  # Airflow 3.3.2 can fail a HITL task answered within ~1 s of waiting: retry re-asks
+        retry_delay=timedelta(seconds=5),
+        execution_timeout=None,
+        doc_md=doc_md,
+    )
