@@ -133,7 +133,10 @@ def cost_hygiene() -> None:
         return COST.report_plan(get_current_context(), planned)
 
     approve_cleanup = approval_gate(
-        "approve_cleanup", plan_task="plan_cleanup", response_timeout=APPROVAL_TIMEOUT,
+        "approve_cleanup",
+        subject="{{ ti.xcom_pull(task_ids='plan_cleanup', key='approval_subject') }}",
+        body="{{ ti.xcom_pull(task_ids='plan_cleanup', key='approval_body') }}",
+        response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to apply exactly the listed cleanups; Reject changes nothing.",
     )
 

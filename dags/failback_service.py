@@ -209,7 +209,10 @@ def record_and_notify(resolved: dict[str, Any] | None) -> dict[str, Any]:
 )
 def failback_service() -> None:
     approve_failback = approval_gate(
-        "approve_failback", plan_task="wait_for_replica", response_timeout=APPROVAL_TIMEOUT,
+        "approve_failback",
+        subject="{{ ti.xcom_pull(task_ids='wait_for_replica', key='approval_subject') }}",
+        body="{{ ti.xcom_pull(task_ids='wait_for_replica', key='approval_body') }}",
+        response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to fence the standby, promote the primary and switch DNS back; Reject stops here.",
     )
 

@@ -159,7 +159,10 @@ def report(resolved: dict[str, Any] | None) -> dict[str, Any]:
 )
 def failover_drill() -> None:
     approve_drill = approval_gate(
-        "approve_drill", plan_task="check_ready", response_timeout=timedelta(hours=1),
+        "approve_drill",
+        subject="{{ ti.xcom_pull(task_ids='check_ready', key='approval_subject') }}",
+        body="{{ ti.xcom_pull(task_ids='check_ready', key='approval_body') }}",
+        response_timeout=timedelta(hours=1),
         doc_md="Approve to stop the primary's endpoint and run the failover and the failback.",
     )
 

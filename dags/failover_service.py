@@ -190,7 +190,10 @@ def record_and_notify(resolved: dict[str, Any] | None) -> dict[str, Any]:
 )
 def failover_service() -> None:
     approve_failover = approval_gate(
-        "approve_failover", plan_task="decide", response_timeout=APPROVAL_TIMEOUT,
+        "approve_failover",
+        subject="{{ ti.xcom_pull(task_ids='decide', key='approval_subject') }}",
+        body="{{ ti.xcom_pull(task_ids='decide', key='approval_body') }}",
+        response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to fence, promote and switch exactly as planned; Reject changes nothing.",
     )
 

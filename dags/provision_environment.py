@@ -113,7 +113,10 @@ def provision_environment() -> None:
         return PROVISION.report_plan(get_current_context(), planned)
 
     approve_changes = approval_gate(
-        "approve_changes", plan_task="plan_changes", response_timeout=APPROVAL_TIMEOUT,
+        "approve_changes",
+        subject="{{ ti.xcom_pull(task_ids='plan_changes', key='approval_subject') }}",
+        body="{{ ti.xcom_pull(task_ids='plan_changes', key='approval_body') }}",
+        response_timeout=APPROVAL_TIMEOUT,
         doc_md="Production environment: approve to apply exactly the planned changes; Reject changes nothing.",
     )
     no_approval_needed = EmptyOperator(task_id="no_approval_needed", doc_md="Not a production environment.")

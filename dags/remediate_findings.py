@@ -136,7 +136,10 @@ def remediate_findings() -> None:
         return REMEDIATION.report_plan(get_current_context(), planned)
 
     approve_changes = approval_gate(
-        "approve_changes", plan_task="plan_changes", response_timeout=APPROVAL_TIMEOUT,
+        "approve_changes",
+        subject="{{ ti.xcom_pull(task_ids='plan_changes', key='approval_subject') }}",
+        body="{{ ti.xcom_pull(task_ids='plan_changes', key='approval_body') }}",
+        response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to apply exactly the planned changes listed in the request; Reject changes nothing.",
     )
 

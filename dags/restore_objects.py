@@ -136,7 +136,10 @@ def restore_objects() -> None:
         return RESTORE.report_plan(get_current_context(), planned)
 
     approve_overwrites = approval_gate(
-        "approve_overwrites", plan_task="plan_restore", response_timeout=APPROVAL_TIMEOUT,
+        "approve_overwrites",
+        subject="{{ ti.xcom_pull(task_ids='plan_restore', key='approval_subject') }}",
+        body="{{ ti.xcom_pull(task_ids='plan_restore', key='approval_body') }}",
+        response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to restore exactly the listed objects (overwrites included); Reject writes nothing.",
     )
 

@@ -108,7 +108,10 @@ def teardown_environment() -> None:
         return TEARDOWN.report_plan(get_current_context(), planned)
 
     approve_changes = approval_gate(
-        "approve_changes", plan_task="plan_changes", response_timeout=APPROVAL_TIMEOUT,
+        "approve_changes",
+        subject="{{ ti.xcom_pull(task_ids='plan_changes', key='approval_subject') }}",
+        body="{{ ti.xcom_pull(task_ids='plan_changes', key='approval_body') }}",
+        response_timeout=APPROVAL_TIMEOUT,
         doc_md="Approve to delete exactly the listed resources; Reject deletes nothing.",
     )
 

@@ -42,14 +42,14 @@ class RecordedApprovalOperator(ApprovalOperator):
         return super().execute_complete(context, event)
 
 
-def approval_gate(task_id: str, *, plan_task: str, response_timeout: timedelta, doc_md: str) -> RecordedApprovalOperator:
-    """The approval task of a mutating runbook: the subject and body are what ``plan_task`` pushed to XCom
-    (``approval_subject`` / ``approval_body``); no answer before ``response_timeout`` is *Reject* (the safe
-    outcome); the decision is recorded for the tasks after it."""
+def approval_gate(task_id: str, *, subject: str, body: str, response_timeout: timedelta, doc_md: str) -> RecordedApprovalOperator:
+    """The approval task of a mutating runbook. ``subject`` and ``body`` are templates the DAG writes (it names
+    the task that planned); no answer before ``response_timeout`` is *Reject* (the safe outcome); the
+    decision is recorded for the tasks after it."""
     return RecordedApprovalOperator(
         task_id=task_id,
-        subject=f"{{{{ ti.xcom_pull(task_ids='{plan_task}', key='approval_subject') }}}}",
-        body=f"{{{{ ti.xcom_pull(task_ids='{plan_task}', key='approval_body') }}}}",
+        subject=subject,
+        body=body,
         defaults="Reject",
         response_timeout=response_timeout,
         retries=2,  # Airflow 3.3.2 can fail a HITL task answered within ~1 s of waiting: retry re-asks
