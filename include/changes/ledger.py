@@ -100,6 +100,7 @@ class LedgerEntry:
 
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
+_CREATE_LOCK = threading.Lock()
 
 
 def sqlalchemy_url(conn: Any) -> URL:
@@ -181,11 +182,17 @@ class Ledger:
     def _ensure_tables(self) -> None:
         if self._ready:
             return
-        try:
-            _metadata.create_all(self.engine, checkfirst=True)
-        except (OperationalError, ProgrammingError, IntegrityError):
-            # Two workers creating the tables at once: one wins; check that they exist now.
-            _metadata.create_all(self.engine, checkfirst=True)
+        # Threads of one process take turns; processes (two workers creating the tables at once) race, one wins
+        # each table, and the loser checks again: a few rounds settle it whatever the interleaving.
+        with _CREATE_LOCK:
+            for attempt in range(5):
+                try:
+                    _metadata.create_all(self.engine, checkfirst=True)
+                    break
+                except (OperationalError, ProgrammingError, IntegrityError):
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
         self._ready = True
 
     # ---- leases --------------------------------------------------------------------------------
