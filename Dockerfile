@@ -35,6 +35,9 @@ RUN pip install --no-cache-dir \
         apache-airflow-providers-google \
         apache-airflow-providers-microsoft-azure \
         apache-airflow-providers-standard \
+        apache-airflow-providers-slack \
+        apache-airflow-providers-smtp \
+        apache-airflow-providers-pagerduty \
         great-expectations \
         apache-airflow-providers-celery \
         "celery[redis]" \

@@ -1,20 +1,27 @@
-"""Notifications for every runbook: a task-log line and a JSON line in a file by default; Slack and
-e-mail when their Airflow connections exist.
+"""Notifications for every runbook: a task-log line and a JSON line in a file by default; Slack, e-mail
+and PagerDuty through Airflow's own providers when their connections exist.
 
 Channels
 - ``log``: one line in the task log (always).
 - ``file``: one JSON line appended to ``<RUNBOOKS_DATA_DIR>/notifications/notifications.jsonl`` (always).
-- ``slack``: when the connection ``slack_runbooks`` exists: a Slack incoming webhook. The webhook URL
-  is the connection's password (full URL, or the ``T…/B…/…`` token joined to its host, default
-  ``https://hooks.slack.com/services``) or ``extra.webhook_url``. Posted with ``urllib`` (the Slack
-  provider is not installed). The URL is a secret: it never appears in a log line, the file or an
-  error message.
-- ``email``: when the connection ``smtp_runbooks`` exists: through the SMTP provider's ``SmtpHook``;
+- ``slack``: when the connection ``slack_runbooks`` exists: the Slack provider's ``SlackWebhookHook``
+  (conn type ``slackwebhook``: the webhook token ``T…/B…/…`` as password with the endpoint as host,
+  default ``https://hooks.slack.com/services``, or the full webhook URL as password). The URL and the
+  token are secrets: they never appear in a log line (the Slack SDK's own logging goes through a
+  redacting logger), the file, the result or an error message.
+- ``email``: when the connection ``smtp_runbooks`` exists: the SMTP provider's ``SmtpHook``;
   recipients from the connection extra ``to`` (comma-separated or a list).
+- ``pagerduty``: only for a notification about a PagerDuty incident (``pagerduty_incident``: a run the
+  intake started from a PagerDuty incident, see :func:`pagerduty_incident_id`) and when the connection
+  ``pagerduty_runbooks`` exists: the PagerDuty provider's ``PagerdutyHook`` (REST API v2, the API token
+  as password) adds a note to the incident and, when ``resolve_incident`` is set (a verified failover)
+  and the connection does not say ``"resolve_on_success": false``, resolves it. Not limited by
+  ``channels`` (those choose who is told; this updates the incident the run was started for).
 
 A connection that is not defined means "channel not configured", not an error. A configured channel
-that fails is recorded in the file line and raised as :class:`NotificationError` after every channel
-was tried, so the task fails and its retry policy applies (style rule: errors are raised).
+that fails never fails the runbook: the failure (without secrets) is in the result
+(``"failed: ..."``), the file line and a warning in the task log. ``raise_on_failure=True`` raises
+:class:`NotificationError` after every channel was tried, for a caller that wants Airflow's retries.
 
 Use as a callback (``on_failure_callback=RunbookNotifier(severity="critical")``) or from a task
 (``notify_new_findings(findings, report_url=...)``).
@@ -25,8 +32,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import urllib.error
-import urllib.request
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -41,12 +47,19 @@ log = logging.getLogger(__name__)
 
 SLACK_CONN_ID = "slack_runbooks"
 SMTP_CONN_ID = "smtp_runbooks"
-DEFAULT_SLACK_HOST = "https://hooks.slack.com/services"
+PAGERDUTY_CONN_ID = "pagerduty_runbooks"
+#: The channels ``channels=`` chooses from (PagerDuty follows the notification's incident instead).
 CHANNELS = ("slack", "email")
+#: How the intake names a run it started from a PagerDuty incident (include/intake/events.py).
+PAGERDUTY_KEY_PREFIX = "intake__pagerduty__"
+_PAGERDUTY_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+#: PagerDuty's limit for a note is 25,000 characters; a runbook's note stays short.
+PAGERDUTY_NOTE_MAX = 3000
+#: Seconds per PagerDuty request (the client's default is 60; a failover's last task should not wait that).
+PAGERDUTY_TIMEOUT = 15
 SEVERITIES = ("info", "warning", "critical")
 #: Findings severities that page someone when they are new.
 NOTIFY_SEVERITIES = ("critical", "high")
-HTTP_TIMEOUT = 10
 
 
 class NotificationError(RuntimeError):
@@ -66,6 +79,10 @@ class Notification:
     link: str | None = None  # report URL or path
     items: list[dict[str, Any]] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
+    #: The PagerDuty incident this notification is about (its id): a note is added to it.
+    pagerduty_incident: str | None = None
+    #: Resolve that incident too (the runbook fixed what it was about).
+    resolve_incident: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,23 +110,16 @@ def get_connection(conn_id: str) -> Any | None:
         raise
 
 
-def slack_webhook_url(conn: Any) -> str:
-    """The webhook URL from a ``slackwebhook`` (or ``http``) connection. Raises ValueError if none."""
-    password = (conn.password or "").strip()
-    host = (conn.host or "").strip()
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
-    if isinstance(extra.get("webhook_url"), str) and extra["webhook_url"].startswith(("http://", "https://")):
-        return str(extra["webhook_url"])
-    if password.startswith(("http://", "https://")):
-        return password
-    if host and not host.startswith(("http://", "https://")):
-        scheme = conn.schema if getattr(conn, "schema", None) in ("http", "https") else "https"
-        host = f"{scheme}://{host}" + (f":{conn.port}" if getattr(conn, "port", None) else "")
-    if password:
-        return f"{(host or DEFAULT_SLACK_HOST).rstrip('/')}/{password.lstrip('/')}"
-    if host:
-        return host
-    raise ValueError(f"connection {conn.conn_id!r} has no webhook URL (password, host or extra.webhook_url)")
+def pagerduty_incident_id(*keys: str | None) -> str | None:
+    """The PagerDuty incident id in the first key (incident id / run id) the intake made from a PagerDuty
+    incident (``intake__pagerduty__<incident id>``); None for every other run. A token the intake had to
+    rewrite (``<cleaned>-<digest>``) is not an incident id PagerDuty knows, so it is None too."""
+    for key in keys:
+        if key and key.startswith(PAGERDUTY_KEY_PREFIX):
+            token = key[len(PAGERDUTY_KEY_PREFIX):]
+            if _PAGERDUTY_ID.fullmatch(token):
+                return token
+    return None
 
 
 def _redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -138,22 +148,36 @@ def slack_payload(notification: Notification) -> dict[str, Any]:
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}]}
 
 
-def send_slack(conn: Any, notification: Notification) -> None:
-    url = slack_webhook_url(conn)
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(slack_payload(notification)).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise NotificationError(f"slack webhook answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise NotificationError(f"slack webhook unreachable: {_redact(str(reason), [url])}") from None
+class _RedactFilter(logging.Filter):
+    """Scrubs ``secrets`` (filled in once the hook knows the URL) out of each record of one logger."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = _redact(record.getMessage(), self.secrets), None
+        return True
+
+
+def _redacting_logger(secrets: list[str]) -> logging.Logger:
+    """The logger handed to the Slack SDK, which logs the webhook URL at DEBUG (and on a retry at INFO): a
+    private child of this module's logger (same handlers and level) whose records are scrubbed."""
+    logger = logging.Logger(f"{__name__}.slack_sdk")
+    logger.parent = log
+    logger.addFilter(_RedactFilter(secrets))
+    return logger
+
+
+def send_slack(notification: Notification, *, conn_id: str = SLACK_CONN_ID, secrets: list[str] | None = None) -> None:
+    """Post through the Slack provider's ``SlackWebhookHook``. ``secrets`` receives the webhook URL (for the
+    caller's redaction of an error)."""
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    known = secrets if secrets is not None else []
+    hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, logger=_redacting_logger(known))
+    known.append(hook.client.url)
+    hook.send_dict(slack_payload(notification))
 
 
 def email_html(notification: Notification) -> str:
@@ -189,6 +213,51 @@ def send_email(conn: Any, notification: Notification, *, conn_id: str = SMTP_CON
         )
 
 
+def pagerduty_note(notification: Notification) -> str:
+    lines = [notification.title, notification.text]
+    lines += [f"Run: {notification.runbook} {notification.run_id}" if notification.run_id else ""]
+    lines += [f"Result: {notification.link}" if notification.link else ""]
+    return _redact("\n".join(line for line in lines if line))[:PAGERDUTY_NOTE_MAX]
+
+
+def update_pagerduty_incident(conn: Any, notification: Notification, *, conn_id: str = PAGERDUTY_CONN_ID) -> str:
+    """Add a note to ``notification.pagerduty_incident`` and resolve it when asked, through the PagerDuty
+    provider's ``PagerdutyHook`` (REST API v2). Returns what was done (``noted``, ``noted, resolved``,
+    ``noted, already resolved``).
+
+    Connection ``pagerduty_runbooks`` (conn type ``pagerduty``): password = REST API token; extra
+    ``from_email`` (or login) = the PagerDuty user the note and the resolve are made as (the ``From``
+    header, required with an account-level token); extra ``resolve_on_success`` (default true); host
+    (optional) = another API base URL, e.g. ``api.eu.pagerduty.com`` (the EU service region).
+    """
+    from urllib.parse import quote
+
+    from airflow.providers.pagerduty.hooks.pagerduty import PagerdutyHook
+
+    incident = notification.pagerduty_incident
+    if not incident:
+        raise ValueError("the notification names no PagerDuty incident")
+    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+    client = PagerdutyHook(pagerduty_conn_id=conn_id).client()
+    client.timeout = PAGERDUTY_TIMEOUT
+    host = (conn.host or "").strip()
+    if host:  # the client's own base-URL property (service regions); it accepts https only
+        client.url = (host if "://" in host else f"https://{host}") + (f":{conn.port}" if conn.port else "")
+    sender = extra.get("from_email") or conn.login
+    if sender:
+        client.headers["From"] = str(sender)
+    path = f"/incidents/{quote(incident, safe='')}"
+    client.rpost(f"{path}/notes", json={"content": pagerduty_note(notification)})
+    resolve = extra.get("resolve_on_success", True) not in (False, "false", "False", "0", 0)
+    if not (notification.resolve_incident and resolve):
+        return "noted"
+    current = client.rget(path)
+    if isinstance(current, dict) and current.get("status") == "resolved":
+        return "noted, already resolved"
+    client.rput(path, json={"type": "incident_reference", "status": "resolved"})
+    return "noted, resolved"
+
+
 def _append(path: Path, record: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
@@ -207,41 +276,45 @@ def send(
     channels: Sequence[str] | None = None,
     slack_conn_id: str = SLACK_CONN_ID,
     smtp_conn_id: str = SMTP_CONN_ID,
+    pagerduty_conn_id: str = PAGERDUTY_CONN_ID,
     path: Path | None = None,
     logger: logging.Logger | Any = None,
+    raise_on_failure: bool = False,
 ) -> dict[str, str]:
     """Deliver ``notification`` to the log, the file and every configured channel.
 
-    ``channels`` limits the optional channels (``slack``, ``email``); None = every configured one.
+    ``channels`` limits the optional channels (``slack``, ``email``); None = every configured one. The
+    ``pagerduty`` channel is tried only for a notification with ``pagerduty_incident``.
     Returns ``{"log": "sent", "file": "sent", "slack": "sent" | "not configured" | "disabled" |
-    "failed: ...", "email": ...}``. Raises :class:`NotificationError` when a configured channel failed.
+    "failed: ...", "email": ..., ["pagerduty": "noted" | "noted, resolved" | "not configured" |
+    "failed: ..."]}``. A failed channel is reported there (and logged), never raised unless
+    ``raise_on_failure`` (then :class:`NotificationError` after every channel was tried).
     """
     logger = logger or log
     results: dict[str, str] = {}
     failures: list[str] = []
     wanted = set(CHANNELS if channels is None else channels)
-    senders: tuple[tuple[str, str, Callable[[Any], None]], ...] = (
-        ("slack", slack_conn_id, lambda c: send_slack(c, notification)),
-        ("email", smtp_conn_id, lambda c: send_email(c, notification, conn_id=smtp_conn_id)),
-    )
+    senders: list[tuple[str, str, Callable[[Any, list[str]], str | None]]] = [
+        ("slack", slack_conn_id, lambda c, known: send_slack(notification, conn_id=slack_conn_id, secrets=known)),
+        ("email", smtp_conn_id, lambda c, known: send_email(c, notification, conn_id=smtp_conn_id)),
+    ]
+    if notification.pagerduty_incident:
+        senders.append(("pagerduty", pagerduty_conn_id,
+                        lambda c, known: update_pagerduty_incident(c, notification, conn_id=pagerduty_conn_id)))
     for channel, conn_id, sender in senders:
-        if channel not in wanted:
+        if channel in CHANNELS and channel not in wanted:
             results[channel] = "disabled"
             continue
         conn = get_connection(conn_id)
         if conn is None:
             results[channel] = "not configured"
             continue
-        secrets = [conn.password or ""]
+        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
+        known = [conn.password or "", str(extra.get("routing_key") or "")]
         try:
-            secrets.append(slack_webhook_url(conn) if channel == "slack" else "")
-        except ValueError:
-            pass
-        try:
-            sender(conn)
-            results[channel] = "sent"
+            results[channel] = sender(conn, known) or "sent"
         except Exception as exc:
-            message = _redact(f"{type(exc).__name__}: {exc}", secrets)
+            message = _redact(f"{type(exc).__name__}: {exc}", known)[:500]
             results[channel] = f"failed: {message}"
             failures.append(f"{channel}: {message}")
 
@@ -251,6 +324,8 @@ def send(
     level = logging.WARNING if notification.severity in ("warning", "critical") else logging.INFO
     logger.log(level, "%s", _redact(summary))
     results["log"] = "sent"
+    for failure in failures:
+        logger.warning("[notify] not delivered to %s", failure)
 
     record = {
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -259,7 +334,7 @@ def send(
     }
     _append(path or notifications_path(), _scrub(record))
     results["file"] = "sent"
-    if failures:
+    if failures and raise_on_failure:
         raise NotificationError("notification not delivered to " + "; ".join(failures))
     return results
 

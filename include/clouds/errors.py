@@ -80,3 +80,88 @@ def classify(exc: BaseException) -> FailureKind:
         if inner != "error":
             return inner
     return "error"
+
+
+# ---- access denied: name the missing permission -------------------------------------------------------------
+#: S3 API operations whose IAM action has another name (AWS's "Actions, resources and condition keys for S3").
+_S3_ACTIONS = {
+    "ListObjects": "ListBucket", "ListObjectsV2": "ListBucket", "HeadBucket": "ListBucket",
+    "ListObjectVersions": "ListBucketVersions", "ListBuckets": "ListAllMyBuckets",
+    "HeadObject": "GetObject", "CopyObject": "PutObject", "CreateMultipartUpload": "PutObject",
+    "UploadPart": "PutObject", "UploadPartCopy": "PutObject", "CompleteMultipartUpload": "PutObject",
+    "DeleteObjects": "DeleteObject", "ListMultipartUploads": "ListBucketMultipartUploads",
+    "ListParts": "ListMultipartUploadParts",
+    "GetBucketEncryption": "GetEncryptionConfiguration", "PutBucketEncryption": "PutEncryptionConfiguration",
+    "DeleteBucketEncryption": "PutEncryptionConfiguration",
+    "GetPublicAccessBlock": "GetBucketPublicAccessBlock", "PutPublicAccessBlock": "PutBucketPublicAccessBlock",
+    "DeletePublicAccessBlock": "PutBucketPublicAccessBlock",
+    "GetBucketLifecycleConfiguration": "GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "PutLifecycleConfiguration", "DeleteBucketLifecycle": "PutLifecycleConfiguration",
+    "GetObjectLockConfiguration": "GetBucketObjectLockConfiguration",
+    "PutObjectLockConfiguration": "PutBucketObjectLockConfiguration",
+    "DeleteBucketTagging": "PutBucketTagging",
+}
+
+
+#: S3 operations that need another IAM action when they name a ``VersionId`` (one version, not the current one).
+_S3_VERSION_ACTIONS = {
+    "GetObject": "GetObjectVersion", "HeadObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion",
+    "GetObjectTagging": "GetObjectVersionTagging", "PutObjectTagging": "PutObjectVersionTagging",
+    "GetObjectAcl": "GetObjectVersionAcl", "PutObjectAcl": "PutObjectVersionAcl",
+}
+#: The key under which :func:`remember_version` marks, in botocore's request context, a call naming a version.
+_VERSIONED_CALL = "runbooks_names_version"
+
+
+def iam_action(service: str, operation: str, versioned: bool = False) -> str:
+    """The IAM action an AWS API operation needs (``s3``, ``HeadObject`` -> ``s3:GetObject``).
+
+    ``versioned``: the call names a ``VersionId`` (``GetObject`` of one version needs ``s3:GetObjectVersion``).
+    """
+    if service == "s3":
+        if versioned and operation in _S3_VERSION_ACTIONS:
+            return f"s3:{_S3_VERSION_ACTIONS[operation]}"
+        return f"s3:{_S3_ACTIONS.get(operation, operation)}"
+    return f"{service}:{operation}"
+
+
+def denied_message(message: str, service: str, operation: str, versioned: bool = False) -> str:
+    """An access-denied message that names the IAM permission the call needs (unchanged when it already does)."""
+    action = iam_action(service, operation, versioned)
+    if action in message:
+        return message
+    return f"{message} (missing permission {action}: {operation} needs it)"
+
+
+def remember_version(params: dict[str, object] | None = None, context: dict[str, object] | None = None,
+                     **_: object) -> None:
+    """botocore ``before-parameter-build`` handler: mark a call that names a ``VersionId`` (see
+    :func:`name_denied_permission`, which reads the mark from the same request context)."""
+    if isinstance(context, dict) and isinstance(params, dict) and params.get("VersionId"):
+        context[_VERSIONED_CALL] = True
+
+
+def name_denied_permission(parsed: dict[str, object] | None = None, model: object = None,
+                           context: dict[str, object] | None = None, **_: object) -> None:
+    """botocore ``after-call`` handler: an access-denied answer names the IAM permission the call needs.
+
+    S3 answers a denial with a bare "Access Denied" (and a denied ``HeadObject``, which has no body, with a
+    bare 403 "Forbidden"); the message raised to the runbook (and shown in the task log and the run's
+    report) then says e.g. "Access Denied (missing permission s3:ListBucket: ListObjectsV2 needs it)".
+    Registered on every session :func:`include.clouds.aws.clients.client_for` builds.
+    """
+    error = parsed.get("Error") if isinstance(parsed, dict) else None
+    if not isinstance(error, dict):
+        return
+    code = str(error.get("Code", ""))
+    if code not in _ACCESS_DENIED_CODES and code != "403":
+        return
+    service_model = getattr(model, "service_model", None)
+    service = str(getattr(service_model, "signing_name", None) or getattr(service_model, "endpoint_prefix", ""))
+    operation = str(getattr(model, "name", ""))
+    if service and operation:
+        message = str(error.get("Message") or error.get("Code"))
+        if code == "403":  # a response without a body: say what the status means
+            message = f"Access Denied (HTTP 403 {message})" if message != "403" else "Access Denied (HTTP 403)"
+        versioned = isinstance(context, dict) and bool(context.get(_VERSIONED_CALL))
+        error["Message"] = denied_message(message, service, operation, versioned)

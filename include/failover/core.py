@@ -655,7 +655,7 @@ def _before(moment: str, seconds: float) -> str:
 
 
 def notify_result(service: Service, result: Mapping[str, Any]) -> dict[str, str]:
-    from include.notify import Notification, send
+    from include.notify import Notification, pagerduty_incident_id, send
 
     status = result["status"]
     severity = "critical" if status in ("refused", "failed") else "warning" if status == "failed_over" else "info"
@@ -673,6 +673,9 @@ def notify_result(service: Service, result: Mapping[str, Any]) -> dict[str, str]
         items=[{"step": s["step"], "seconds": s["seconds"]} for s in result.get("timeline", [])],
         fields={"service": service.name, "key": result.get("key"), "status": status, "notify": list(service.notify.recipients),
                 "approver": result.get("approver")},
+        # a run the intake started from a PagerDuty incident: a note on it (the RTO, or the cause); resolved when done
+        pagerduty_incident=pagerduty_incident_id(result.get("key"), result.get("run_id")),
+        resolve_incident=status in ("failed_over", "failed_back"),
     ), channels=list(service.notify.channels) if service.notify.channels is not None else None)
 
 
@@ -684,6 +687,8 @@ def finish(run: RunInfo, request: Request, result: dict[str, Any], *, ledger: Le
               "actor": run.actor, "dry_run": request.dry_run, "written_at": history.now_iso(), **result}
     path = history.result_path(run.run_id)
     result["path"] = str(path)
+    if notify and not (request.dry_run and result["status"] == "dry_run"):
+        result["notified"] = notify_result(service, result)  # never raises: a failed channel is reported here
     history.write_result(result)
     figures = result.get("rto") or {}
     history.append_history({
@@ -692,8 +697,6 @@ def finish(run: RunInfo, request: Request, result: dict[str, Any], *, ledger: Le
         "approver": result.get("approver"), "written_at": result["written_at"], **figures,
         "steps": {s["step"]: s["seconds"] for s in result.get("timeline", [])}, "result": str(path),
     })
-    if notify and not (request.dry_run and result["status"] == "dry_run"):
-        result["notified"] = notify_result(service, result)
     write_audit(run.audit(dry_run=request.dry_run, key=ledger_key(run.runbook, request),
                           approver=result.get("approver")).record(
         step="record", action=f"{run.runbook} {result['status']}", outcome="failed" if result["status"] in (

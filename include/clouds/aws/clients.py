@@ -17,6 +17,8 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+from include.clouds.errors import name_denied_permission, remember_version
+
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 
@@ -85,6 +87,9 @@ def client_for(target: HasConnId | str, service: str, region: str | None = None)
         session = _SESSIONS.get(key)
         if session is None:
             session = _SESSIONS[key] = hook.get_session(region_name=region_name)
+            # An access-denied error names the IAM permission the call needs (S3 says only "Access Denied").
+            session.events.register("after-call", name_denied_permission, unique_id="runbooks-denied-permission")
+            session.events.register("before-parameter-build.s3", remember_version, unique_id="runbooks-s3-version")
         return session.client(
             service_name=hook.service_name,
             region_name=region_name,
