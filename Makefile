@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install venv node browser test test-fast demo up down bench lint lock clean
+.PHONY: help install venv node browser test test-fast test-distributed demo up down bench lint lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,10 +36,17 @@ browser: ## Debian's chromium for the browser tests (installed with apt when mis
 PYTEST_PARALLEL := -n auto --dist loadfile
 
 test: install browser ## run the whole test suite against fresh emulators (the browser tests included)
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not distributed"
+
+# PostgreSQL and Redis: the local servers when they answer, else private ones from Debian's packages.
+test-distributed: install ## the CeleryExecutor topology (api-server, scheduler, dag-processor, triggerer, 2 workers) with faults
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+	$(BIN)/python -m pytest -m distributed tests/test_distributed.py
 
 test-fast: install ## the inner loop: every test but the slow ones (no DAG runs, no airflow standalone)
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not slow and not distributed"
 
 demo: install ## seed the local three-cloud estate and run the demo runbooks through Airflow (SERVE=1: keep serving)
 	$(BIN)/python -m localdev demo $(if $(SERVE),--serve)
@@ -50,8 +57,8 @@ up: install ## the local stack without the demo: Airflow (http://localhost:8080)
 down: ## stop what `make up` started
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m localdev down; fi
 
-bench: install ## benchmarks under bench/ (figures printed and written to bench/results/)
-	$(BIN)/python -m bench
+bench: install ## benchmarks vs their peers, one table in bench/results/summary.md (QUICK=1: smaller sizes)
+	$(if $(filter-out 0,$(QUICK)),BENCH_QUICK=1 )$(BIN)/python -m bench
 
 lint: venv ## ruff (ruff.toml) and mypy (mypy.ini: strict on include/ and localdev/)
 	$(BIN)/ruff check dags include plugins tests bench localdev

@@ -94,13 +94,13 @@ def compliance_scan() -> None:  # noqa: C901 - mccabe sums its seven @task bodie
     def load_inventory(params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Locate the latest inventory and which requested targets it covers completely."""
         import json
-        from pathlib import Path
 
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.compliance.registry import rule_ids
         from include.compliance.store import inventory_gaps
         from include.inventory.store import latest
+        from include.paths import as_data_path
         from include.targets import TargetsError, load_targets
 
         check_conf(get_current_context())
@@ -119,7 +119,7 @@ def compliance_scan() -> None:  # noqa: C901 - mccabe sums its seven @task bodie
             raise AirflowFailException(
                 "no inventory has been published yet: run the inventory_estate runbook first"
             ) from None
-        summary = json.loads((Path(pointer["path"]).parent / "summary.json").read_text())
+        summary = json.loads((as_data_path(pointer["path"]).parent / "summary.json").read_text())
         incomplete = inventory_gaps(summary, requested)
         print(f"inventory {pointer['run_id']} collected at {pointer['collected_at']}: {pointer['path']}")
         for name in incomplete:
@@ -135,7 +135,6 @@ def compliance_scan() -> None:  # noqa: C901 - mccabe sums its seven @task bodie
     @task
     def evaluate_rules(inventory: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run every enabled rule over the inventory; apply waivers and the policy."""
-        from pathlib import Path
 
         from include.compliance.engine import scan
         from include.compliance.policy import load_policy
@@ -145,7 +144,7 @@ def compliance_scan() -> None:  # noqa: C901 - mccabe sums its seven @task bodie
         from include.targets import load_targets
 
         wanted = set(inventory["targets"])
-        records = [r for r in read_jsonl(Path(inventory["path"])) if r.target in wanted]
+        records = [r for r in read_jsonl(inventory["path"]) if r.target in wanted]
         rules = list((params or {}).get("rules") or []) or None
         scanned_at = datetime.now(UTC)
         findings = scan(
@@ -167,30 +166,33 @@ def compliance_scan() -> None:  # noqa: C901 - mccabe sums its seven @task bodie
     @task
     def validate_facts(inventory: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
         """Validate the inventory facts with the great-expectations suites (results go into the report)."""
-        from pathlib import Path
-
         from include.compliance.store import compliance_dir
         from include.compliance.validation import (
             validate_inventory,  # imports GX inside the call
         )
+        from include.fileio import local_folder, published
         from include.inventory.store import read_jsonl
 
         wanted = set(inventory["targets"])
-        records = [r for r in read_jsonl(Path(inventory["path"])) if r.target in wanted]
+        records = [r for r in read_jsonl(inventory["path"]) if r.target in wanted]
         out_dir = compliance_dir() / "scans" / evaluated["scan_id"] / "validation"
-        summary = validate_inventory(records, out_dir=out_dir)
+        # GX writes its results and Data Docs to a local folder; on an object-store data root they are uploaded.
+        with local_folder(out_dir) as folder:
+            summary = validate_inventory(records, out_dir=folder)
+        results_path = published(summary.results_path, folder, out_dir) if summary.results_path else None
+        html_path = published(summary.html_path, folder, out_dir) if summary.html_path else None
         stats = summary.statistics
         print(
             f"fact validation {'passed' if summary.success else 'FAILED'}: {stats['successful_expectations']} of "
-            f"{stats['evaluated_expectations']} expectations held ({summary.renderer}: {summary.html_path})"
+            f"{stats['evaluated_expectations']} expectations held ({summary.renderer}: {html_path})"
         )
         for label in summary.failed_labels():
             print(f"  failed: {label}")
         # The findings still stand; the report shows which facts they rest on were questionable.
         return {
             "success": summary.success,
-            "results_path": summary.results_path,
-            "html_path": summary.html_path,
+            "results_path": results_path,
+            "html_path": html_path,
             "statistics": stats,
             "failed": summary.failed_labels()[:50],
         }

@@ -118,11 +118,11 @@ def inventory_estate() -> None:
     @task(trigger_rule="all_done", outlets=[ESTATE_INVENTORY])
     def publish_inventory(selected: list[str] | None, summaries: list[dict[str, Any] | None]) -> dict[str, Any]:
         """Merge the per-target files into one dated version and emit the inventory asset."""
-        from pathlib import Path
 
         from airflow.sdk.exceptions import AirflowFailException
 
         from include.inventory.store import publish, staging_path
+        from include.paths import as_data_path
 
         if selected is None:  # the request was refused: publish nothing, keep the latest inventory as it is
             raise AirflowFailException("select_targets refused the request (see its log): nothing was collected "
@@ -139,7 +139,7 @@ def inventory_estate() -> None:
                                 "kind": "error", "message": "collect_target task failed; see its log"}],
                 }
             )
-        staged = [Path(s["staged"]) if s.get("staged") else staging_path(run_id, s["target"]) for s in got]
+        staged = [as_data_path(s["staged"]) if s.get("staged") else staging_path(run_id, s["target"]) for s in got]
         summary = publish(run_id, staged, got)
         context["outlet_events"][ESTATE_INVENTORY].extra = {
             "run_id": run_id,

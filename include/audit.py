@@ -4,8 +4,10 @@ One JSON object per line in ``<RUNBOOKS_DATA_DIR>/audit/<YYYY-MM-DD>.jsonl`` (UT
 who or what triggered the run, who approved it, the parameters (secrets redacted), the idempotency key,
 and per step and resource what was done and what changed.
 
-Appends are atomic: the file is opened with ``O_APPEND`` and each record is written with ONE ``write``
-call, so concurrent tasks never interleave half lines. Records are never rewritten or deleted here.
+Appends are atomic: on local disk the file is opened with ``O_APPEND`` and each record is written with ONE
+``write`` call, so concurrent tasks never interleave half lines. On an object-store data root (see
+docs/data-root.md) each record is its own object, ``audit/<YYYY-MM-DD>.jsonl.d/<time>-<random>.json``, put
+once (:func:`include.fileio.append_line`). Records are never rewritten or deleted here.
 
 Connection secrets never reach the file: every record is redacted when it is built, with the project's one
 set of rules (:mod:`include.redaction`): values under secret-looking keys are replaced, and every string
@@ -15,14 +17,13 @@ set of rules (:mod:`include.redaction`): values under secret-looking keys are re
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any, Literal
 
-from include.paths import data_dir
+from include.fileio import append_line, log_names, read_lines
+from include.paths import DataPath, data_root
 from include.redaction import redact, scrub
 
 Outcome = Literal["changed", "unchanged", "failed", "skipped"]
@@ -115,27 +116,21 @@ class AuditContext:
         )
 
 
-def audit_dir(base: Path | None = None) -> Path:
-    return (base or data_dir()) / "audit"
+def audit_dir(base: DataPath | None = None) -> DataPath:
+    return (base or data_root()) / "audit"
 
 
-def audit_path(day: date | str, base: Path | None = None) -> Path:
+def audit_path(day: date | str, base: DataPath | None = None) -> DataPath:
     return audit_dir(base) / f"{day if isinstance(day, str) else day.isoformat()}.jsonl"
 
 
-def write_audit(record: AuditRecord, base: Path | None = None) -> Path:
-    """Append ``record`` to the file of its UTC date with a single ``write`` call; return the file."""
-    path = audit_path(record.time[:10], base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (record.to_json() + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        written = os.write(fd, line)
-    finally:
-        os.close(fd)
-    if written != len(line):  # a short write on a local file means the disk is full: say so
-        raise OSError(f"audit append to {path} wrote {written} of {len(line)} bytes")
-    return path
+def write_audit(record: AuditRecord, base: DataPath | None = None) -> DataPath:
+    """Append ``record`` to the log of its UTC date; return what was written.
+
+    Local disk: one ``write`` on the day's ``O_APPEND`` file (returns the file). Object store: one new
+    object under the day's ``.jsonl.d/`` prefix (returns the object).
+    """
+    return append_line(audit_path(record.time[:10], base), record.to_json())
 
 
 def read_audit(
@@ -146,20 +141,18 @@ def read_audit(
     step: str | None = None,
     since: date | str | None = None,
     until: date | str | None = None,
-    base: Path | None = None,
+    base: DataPath | None = None,
 ) -> list[AuditRecord]:
     """Audit records in time order, optionally filtered (``since``/``until`` are inclusive UTC dates)."""
     folder = audit_dir(base)
-    if not folder.exists():
-        return []
     low = str(since) if since else None
     high = str(until) if until else None
     found: list[AuditRecord] = []
-    for path in sorted(folder.glob("*.jsonl")):
-        day = path.stem
+    for name in log_names(folder, ".jsonl"):
+        day = name[: -len(".jsonl")]
         if (low and day < low) or (high and day > high):
             continue
-        for record in _read_file(path):
+        for record in _read_file(folder / name):
             if runbook and record.runbook != runbook:
                 continue
             if run_id and record.run_id != run_id:
@@ -172,15 +165,12 @@ def read_audit(
     return sorted(found, key=lambda r: r.time)
 
 
-def _read_file(path: Path) -> Iterator[AuditRecord]:
-    with path.open() as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield AuditRecord.from_dict(json.loads(line))
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"{path}:{number}: not an audit record: {exc}") from exc
+def _read_file(path: DataPath) -> Iterator[AuditRecord]:
+    for number, line in enumerate(read_lines(path), start=1):
+        try:
+            yield AuditRecord.from_dict(json.loads(line))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not an audit record: {exc}") from exc
 
 
 def actor_from_context(context: Mapping[str, Any]) -> str:

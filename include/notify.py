@@ -29,7 +29,6 @@ Use as a callback (``on_failure_callback=RunbookNotifier(severity="critical")``)
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import re
@@ -41,6 +40,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from include.paths import DataPath
 from include.redaction import redact, scrub
 
 log = logging.getLogger(__name__)
@@ -88,11 +88,11 @@ class Notification:
         return asdict(self)
 
 
-def notifications_path(base: Path | None = None) -> Path:
-    """``<RUNBOOKS_DATA_DIR>/notifications/notifications.jsonl`` (data dir as the inventory store has it)."""
-    from include.paths import data_dir
+def notifications_path(base: DataPath | None = None) -> DataPath:
+    """``<RUNBOOKS_DATA_DIR>/notifications/notifications.jsonl`` (data root as the inventory store has it)."""
+    from include.paths import data_root
 
-    return (base or data_dir()) / "notifications" / "notifications.jsonl"
+    return (base or data_root()) / "notifications" / "notifications.jsonl"
 
 
 # ---- connections -------------------------------------------------------------------------------
@@ -258,16 +258,11 @@ def update_pagerduty_incident(conn: Any, notification: Notification, *, conn_id:
     return "noted, resolved"
 
 
-def _append(path: Path, record: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # tasks of parallel runs append to the same file
-        try:
-            handle.write(line)
-            handle.flush()
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _append(path: DataPath, record: Mapping[str, Any]) -> None:
+    """One record: one ``O_APPEND`` write on local disk, one object on an object store (include.fileio)."""
+    from include.fileio import append_line
+
+    append_line(path, json.dumps(record, sort_keys=True, default=str))
 
 
 def send(
@@ -277,7 +272,7 @@ def send(
     slack_conn_id: str = SLACK_CONN_ID,
     smtp_conn_id: str = SMTP_CONN_ID,
     pagerduty_conn_id: str = PAGERDUTY_CONN_ID,
-    path: Path | None = None,
+    path: DataPath | None = None,
     logger: logging.Logger | Any = None,
     raise_on_failure: bool = False,
 ) -> dict[str, str]:

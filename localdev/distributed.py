@@ -34,6 +34,15 @@ from localdev.postgres import private_postgres
 from localdev.stack import Api, LocalError, wait_for
 
 
+def component_hostname() -> str:
+    """The hostname Airflow records for a task (``[core] hostname_callable``): the component's name, so that
+    each try of a task shows which of the workers on this one machine ran it."""
+    from airflow.utils.net import getfqdn
+
+    component = os.environ.get("RUNBOOKS_COMPONENT")
+    return f"{component}.{getfqdn()}" if component else getfqdn()
+
+
 def _answers(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -94,6 +103,15 @@ def postgres_database(folder: Path) -> Iterator[str]:
         yield pg.url
 
 
+def _postgres_connection(url: str) -> str:
+    """An Airflow connection (JSON) for a ``postgresql+psycopg2://`` URL."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return json.dumps({"conn_type": "postgres", "host": parsed.host, "port": parsed.port, "login": parsed.username,
+                       "password": parsed.password, "schema": parsed.database})
+
+
 @dataclass
 class Distributed:
     """A running distributed topology."""
@@ -122,7 +140,8 @@ class Distributed:
         """Start one component (in its own folder and process group; output to logs/<name>.log)."""
         folder = self.home / "procs" / name
         folder.mkdir(parents=True, exist_ok=True)
-        env = {**self.env, "AIRFLOW_HOME": str(folder / "airflow")}  # no shared disk between components
+        env = {**self.env, "AIRFLOW_HOME": str(folder / "airflow"),  # no shared disk between components
+               "RUNBOOKS_COMPONENT": name}
         if name.startswith("worker-"):
             env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
         log = open(self.home / "logs" / f"{name}.log", "ab")
@@ -137,6 +156,47 @@ class Distributed:
         except ProcessLookupError:
             pass
         proc.wait(timeout=30)
+
+    def component_of(self, pid: int) -> str | None:
+        """The component whose process tree holds ``pid`` (a task's process: which worker runs it), or None."""
+        roots = {proc.pid: name for name, proc in self.procs.items() if proc.poll() is None}
+        while pid > 1:
+            if pid in roots:
+                return roots[pid]
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                return None
+            pid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: the parent's pid
+        return None
+
+    def descendants(self, name: str) -> list[int]:
+        """Every process below component ``name`` (a task process may leave the component's process group)."""
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                children.setdefault(parent, []).append(int(entry.name))
+        found, todo = [], [self.procs[name].pid]
+        while todo:
+            pid = todo.pop()
+            for child in children.get(pid, []):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    def crash(self, name: str) -> None:
+        """SIGKILL a component and everything below it at once, as a machine that dies would."""
+        below = self.descendants(name)
+        self.kill(name)
+        for pid in below:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def restart(self, name: str) -> None:
         self.kill(name, signal.SIGTERM)
@@ -198,6 +258,9 @@ def distributed(home: Path, *, workers: int = 2, extra_env: dict[str, str] | Non
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "localdev.distributed.component_hostname",
+            # The change engine's ledger in the metadata database: every worker reaches it.
+            "AIRFLOW_CONN_RUNBOOKS_STATE": _postgres_connection(db_url),
             **(extra_env or {}),
         })
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,

@@ -202,6 +202,39 @@ def _wait(name: str, url: str, proc: subprocess.Popen[bytes], timeout: float) ->
     raise EmulatorError(f"{name} did not answer on {url} within {timeout:.0f}s")
 
 
+def _commands(emulators: Emulators) -> dict[str, list[str]]:
+    return {
+        "aws": [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(emulators.aws_port)],
+        "gcs": [
+            _bin("gcp-storage-emulator"), "start", "--host", "127.0.0.1",
+            "--port", str(emulators.gcs_port), "--in-memory", "--quiet",
+        ],
+        "azure": [
+            _bin("azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(emulators.azure_port),
+            "--inMemoryPersistence", "--disableTelemetry", "--extentMemoryLimit", "512",
+            "--silent",
+        ],
+    }
+
+
+def _health(emulators: Emulators) -> dict[str, str]:
+    return {
+        "aws": f"{emulators.aws_endpoint}/moto-api/",
+        "gcs": f"{emulators.gcs_endpoint}/",
+        "azure": f"http://127.0.0.1:{emulators.azure_port}/",
+    }
+
+
+def _spawn(emulators: Emulators, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.pop("AWS_CA_BUNDLE", None)
+    log = open(log_dir / f"{name}-{getattr(emulators, name + '_port')}.log", "ab")
+    proc = subprocess.Popen(_commands(emulators)[name], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    emulators.pids[name] = proc.pid
+    return proc
+
+
 def start(
     *,
     aws_port: int | None = None,
@@ -218,39 +251,31 @@ def start(
     )
     log_dir = log_dir or (STATE_DIR / "logs")
     log_dir.mkdir(parents=True, exist_ok=True)
-    commands = {
-        "aws": [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(emulators.aws_port)],
-        "gcs": [
-            _bin("gcp-storage-emulator"), "start", "--host", "127.0.0.1",
-            "--port", str(emulators.gcs_port), "--in-memory", "--quiet",
-        ],
-        "azure": [
-            _bin("azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(emulators.azure_port),
-            "--inMemoryPersistence", "--disableTelemetry", "--extentMemoryLimit", "512",
-            "--silent",
-        ],
-    }
-    health = {
-        "aws": f"{emulators.aws_endpoint}/moto-api/",
-        "gcs": f"{emulators.gcs_endpoint}/",
-        "azure": f"http://127.0.0.1:{emulators.azure_port}/",
-    }
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    env = dict(os.environ)
-    env.pop("AWS_CA_BUNDLE", None)
     try:
-        for name, command in commands.items():
-            log = open(log_dir / f"{name}-{getattr(emulators, name + '_port')}.log", "ab")
-            procs[name] = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-            emulators.pids[name] = procs[name].pid
+        for name in ("aws", "gcs", "azure"):
+            procs[name] = _spawn(emulators, name, log_dir)
+        health = _health(emulators)
         for name, proc in procs.items():
             _wait(name, health[name], proc, timeout)
     except BaseException:
         stop(emulators)
         raise
     return emulators
+
+
+def stop_one(emulators: Emulators, name: str, timeout: float = 10.0) -> None:
+    """Stop one emulator of the set (``aws``, ``gcs`` or ``azure``), as an outage would; its state is lost."""
+    stop(Emulators(emulators.aws_port, emulators.gcs_port, emulators.azure_port,
+                   {name: emulators.pids[name]}), timeout)
+
+
+def start_one(emulators: Emulators, name: str, log_dir: Path | None = None, timeout: float = 30.0) -> None:
+    """Start one emulator of the set again on its port (empty: seed it again) and wait until it answers."""
+    log_dir = log_dir or (STATE_DIR / "logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    proc = _spawn(emulators, name, log_dir)
+    _wait(name, _health(emulators)[name], proc, timeout)
 
 
 def stop(emulators: Emulators, timeout: float = 10.0) -> None:

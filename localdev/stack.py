@@ -292,6 +292,10 @@ class Api:
         """``GET`` a REST API path (JSON answer)."""
         return self._request("GET", path)
 
+    def patch(self, path: str, body: Any) -> Any:
+        """``PATCH`` a REST API path with a JSON body (an approval answer, for example)."""
+        return self._request("PATCH", path, body)
+
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> Any:
         """Trigger ``dag_id`` now with ``run_id`` and ``conf``."""
         return self._request(

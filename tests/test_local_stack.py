@@ -612,6 +612,94 @@ def test_incident_intake_end_to_end(served: Served, tmp_path: Path) -> None:
     check_intake_end_to_end(served.base_url, served.password, served.home, served.data, tmp_path)
 
 
+def test_runbooks_dashboard_in_the_ui(served: Served, browser: Any) -> None:
+    """The dashboard from the UI's navigation shows the demo's data; its audit filter works; no sign-in, no page.
+
+    (Placed before test_make_down_stops_everything, which stops the stack.)
+    """
+    import urllib.error
+    import urllib.request
+
+    from include.audit import read_audit
+    from include.backup.drill import read_history as drill_history
+    from include.compliance.store import load_latest_scan
+    from include.dashboard.data import posture
+    from include.dashboard.page import duration, when
+    from include.failover.history import read_history as failover_history
+
+    page, data = browser, served.data
+    page.goto(served.base_url + "/")
+    page.get_by_role("link", name="Runbooks dashboard").click()  # the plugin's entry in the navigation
+    page.wait_for_url(re.compile(r"/plugin/runbooks-dashboard$"))
+    frame = page.frame_locator('iframe[title="Runbooks dashboard"]')
+    frame.locator("section#runbooks").wait_for()
+    assert "Signed in as admin" in frame.locator("body").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "runbooks-dashboard-in-ui.png"))
+
+    # compliance posture per cloud: the stack's latest scan, as the page computes it
+    scan = load_latest_scan(data)
+    assert scan is not None
+    clouds = sorted({f.cloud for f in scan["findings"]})
+    assert set(clouds) == {"aws", "gcp", "azure"}
+    for cloud in clouds:
+        statuses = [f.status for f in scan["findings"] if f.cloud == cloud]
+        expected = posture({status: statuses.count(status) for status in ("pass", "fail", "waived")})
+        cells = frame.locator(f'#compliance tr[data-cloud="{cloud}"] td').all_inner_texts()
+        assert cells[:2] == [cloud, f"{expected}%"], cells
+    assert frame.locator("#compliance svg").count() == 2
+
+    # backups: every drilled policy with its RPO objective, its last drill passed, the drill's RPO
+    drills = {line["policy"]: line for line in drill_history(data)}
+    assert {"aws-customer-exports-to-gcp", "gcp-app-data-to-azure"} <= set(drills)
+    for policy, line in drills.items():
+        row = frame.locator(f'#backup tr[data-policy="{policy}"]').inner_text()
+        assert duration(line["rpo_objective_seconds"]) in row and "passed" in row, row
+        assert duration(line["rpo_seconds"]) in row and str(when(line["time"])) in row, row
+
+    # failover: the demo's drill and its measured RTO
+    [drilled] = [e for e in failover_history(data) if e["runbook"] == "failover_drill" and e["status"] == "passed"]
+    row = frame.locator("#failover tbody tr", has_text=drilled["run_id"]).first.inner_text()
+    assert duration(drilled["rto_seconds"]) in row and "passed" in row, row
+    assert frame.locator("#failover svg").count() == 1
+
+    # audit: the newest mutation first; then filtered by one resource through the form
+    mutations = [r for r in read_audit(base=data) if r.outcome in ("changed", "failed")]
+    assert mutations
+    first_row = frame.locator("#audit tbody tr").first.inner_text()
+    assert mutations[-1].run_id in first_row and mutations[-1].action in first_row, first_row
+    frame.locator("#audit").screenshot(path=str(ARTIFACTS / "runbooks-dashboard-audit.png"))
+    resource = next(r.resource for r in reversed(mutations) if r.resource and r.runbook == "restore_drill")
+    expected_rows = [r for r in mutations if r.runbook == "restore_drill" and resource in (r.resource or "")]
+    frame.locator("#audit input[name=resource]").fill(resource)
+    frame.locator("#audit select[name=runbook]").select_option("restore_drill")
+    frame.locator("#audit button[type=submit]").click()
+    frame.locator(f"#audit p.count:has-text('{len(expected_rows)} record(s) match')").wait_for()
+    rows = frame.locator("#audit tbody tr").all_inner_texts()
+    assert len(rows) == len(expected_rows) and all(resource in text for text in rows), rows
+    frame.locator("#audit").screenshot(path=str(ARTIFACTS / "runbooks-dashboard-audit-filtered.png"))
+
+    # the page on its own, whole
+    page.goto(served.base_url + "/runbooks-dashboard/")
+    page.locator("section#runbooks").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "runbooks-dashboard.png"), full_page=True)
+    for name in ("in-ui", "audit", "audit-filtered"):
+        assert (ARTIFACTS / f"runbooks-dashboard-{name}.png").stat().st_size > 10_000, name
+    assert (ARTIFACTS / "runbooks-dashboard.png").stat().st_size > 10_000
+
+    # nobody signed in: a browser lands on the login page, an API client gets 401
+    anonymous = page.context.browser.new_context()
+    try:
+        stranger = anonymous.new_page()
+        stranger.goto(served.base_url + "/runbooks-dashboard/")
+        stranger.locator("input[name=username]").wait_for()
+        assert "Runbooks dashboard" not in stranger.content()
+    finally:
+        anonymous.close()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(served.base_url + "/runbooks-dashboard/data.json", timeout=30)
+    assert refused.value.code == 401
+
+
 def test_make_down_stops_everything(served: Served) -> None:
     state = json.loads((served.home / "emulators.json").read_text())
     airflow_pid = int((served.home / "airflow.pid").read_text())

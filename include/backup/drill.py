@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -63,8 +62,8 @@ from include.capabilities.object_store import ObjectStore, hash_stream
 from include.changes import engine
 from include.changes.rate import RateControl
 from include.clouds.errors import is_not_found
-from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.fileio import append_line, atomic_write_text, read_lines
+from include.paths import DataPath, data_root, safe_segment
 from include.targets import TargetsConfig, TargetsError, load_targets
 
 RUNBOOK = "restore_drill"
@@ -79,15 +78,15 @@ class DrillError(RuntimeError):
     """A drill could not run as asked (no point to restore, a scratch location that cannot be used)."""
 
 
-def drills_dir(base: Path | None = None) -> Path:
-    return (base or data_dir()) / "backup" / "drills"
+def drills_dir(base: DataPath | None = None) -> DataPath:
+    return (base or data_root()) / "backup" / "drills"
 
 
-def history_path(base: Path | None = None) -> Path:
+def history_path(base: DataPath | None = None) -> DataPath:
     return drills_dir(base) / "history.jsonl"
 
 
-def report_path(base: Path | None = None) -> Path:
+def report_path(base: DataPath | None = None) -> DataPath:
     return drills_dir(base) / "report.html"
 
 
@@ -439,28 +438,18 @@ def history_line(spec: DrillSpec, result: Mapping[str, Any] | None, teardown: Ma
     return line
 
 
-def append_history(line: Mapping[str, Any], base: Path | None = None) -> Path:
-    """Append one line with a single ``write`` on an ``O_APPEND`` file (concurrent drills never interleave)."""
+def append_history(line: Mapping[str, Any], base: DataPath | None = None) -> DataPath:
+    """Append one line with a single ``write`` on an ``O_APPEND`` file, or as one object on an object store
+    (concurrent drills never interleave)."""
     path = history_path(base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (json.dumps(dict(line), sort_keys=True, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        written = os.write(fd, data)
-    finally:
-        os.close(fd)
-    if written != len(data):
-        raise OSError(f"drill history append to {path} wrote {written} of {len(data)} bytes")
+    append_line(path, json.dumps(dict(line), sort_keys=True, separators=(",", ":")))
     return path
 
 
-def read_history(base: Path | None = None) -> list[dict[str, Any]]:
+def read_history(base: DataPath | None = None) -> list[dict[str, Any]]:
     """Every drill line, oldest first (a damaged line is skipped, not fatal: the page still renders)."""
-    path = history_path(base)
-    if not path.exists():
-        return []
     lines = []
-    for raw in path.read_text().splitlines():
+    for raw in read_lines(history_path(base)):
         try:
             lines.append(json.loads(raw))
         except json.JSONDecodeError:
@@ -561,7 +550,7 @@ def render_report(lines: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def write_report(base: Path | None = None) -> Path:
+def write_report(base: DataPath | None = None) -> DataPath:
     path = report_path(base)
     atomic_write_text(path, render_report(read_history(base)))
     return path

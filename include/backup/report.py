@@ -8,50 +8,49 @@
     data/backup/<policy>/history.html           the history as a page with charts (rewritten each run)
 
 Reports are redacted (:func:`include.redaction.redact`) before they are written: no credential can reach
-them. History lines are appended with one ``write`` on an ``O_APPEND`` file (no interleaving).
+them. History lines are appended with one ``write`` on an ``O_APPEND`` file (no interleaving); on an
+object-store data root each line is its own object (:func:`include.fileio.append_line`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from html import escape
-from pathlib import Path
 from typing import Any
 
-from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.fileio import append_line, atomic_write_text, read_lines
+from include.paths import DataPath, data_root, safe_segment
 from include.redaction import redact
 
 REPORT_FORMAT = "runbooks.backup.run/1"
 
 
-def policy_dir(policy: str, base: Path | None = None) -> Path:
-    return (base or data_dir()) / "backup" / safe_segment(policy)
+def policy_dir(policy: str, base: DataPath | None = None) -> DataPath:
+    return (base or data_root()) / "backup" / safe_segment(policy)
 
 
-def run_report_path(policy: str, run_id: str, base: Path | None = None) -> Path:
+def run_report_path(policy: str, run_id: str, base: DataPath | None = None) -> DataPath:
     return policy_dir(policy, base) / "runs" / f"{safe_segment(run_id)}.json"
 
 
-def history_path(policy: str, base: Path | None = None) -> Path:
+def history_path(policy: str, base: DataPath | None = None) -> DataPath:
     return policy_dir(policy, base) / "history.jsonl"
 
 
-def history_html_path(policy: str, base: Path | None = None) -> Path:
+def history_html_path(policy: str, base: DataPath | None = None) -> DataPath:
     return policy_dir(policy, base) / "history.html"
 
 
-def write_run_report(report: Mapping[str, Any], base: Path | None = None) -> Path:
+def write_run_report(report: Mapping[str, Any], base: DataPath | None = None) -> DataPath:
     """Write (replace) the report of one run of one policy, redacted; return its path."""
     path = run_report_path(str(report["policy"]), str(report["run_id"]), base)
     atomic_write_text(path, json.dumps(redact(dict(report)), indent=2, sort_keys=True, default=str))
     return path
 
 
-def read_run_report(policy: str, run_id: str, base: Path | None = None) -> dict[str, Any] | None:
+def read_run_report(policy: str, run_id: str, base: DataPath | None = None) -> dict[str, Any] | None:
     path = run_report_path(policy, run_id, base)
     if not path.exists():
         return None
@@ -89,27 +88,16 @@ class HistoryLine:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
-def append_history(line: HistoryLine, base: Path | None = None) -> Path:
-    """Append one line to the policy's history (one ``write`` call on an ``O_APPEND`` file)."""
+def append_history(line: HistoryLine, base: DataPath | None = None) -> DataPath:
+    """Append one line to the policy's history (one ``write`` on an ``O_APPEND`` file, or one object)."""
     path = history_path(line.policy, base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (line.to_json() + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    try:
-        written = os.write(fd, data)
-    finally:
-        os.close(fd)
-    if written != len(data):
-        raise OSError(f"history append to {path} wrote {written} of {len(data)} bytes")
+    append_line(path, line.to_json())
     return path
 
 
-def read_history(policy: str, base: Path | None = None) -> list[HistoryLine]:
+def read_history(policy: str, base: DataPath | None = None) -> list[HistoryLine]:
     """The policy's history, oldest first."""
-    path = history_path(policy, base)
-    if not path.exists():
-        return []
-    return [HistoryLine.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return [HistoryLine.from_dict(json.loads(line)) for line in read_lines(history_path(policy, base))]
 
 
 # ---- the history page --------------------------------------------------------------------------------------
@@ -149,7 +137,7 @@ def _chart(title: str, lines: Sequence[HistoryLine], series: Sequence[tuple[str,
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 
-def render_history_html(policy: str, base: Path | None = None) -> Path:
+def render_history_html(policy: str, base: DataPath | None = None) -> DataPath:
     """Write ``history.html`` for the policy: RPO age against the objective, bytes copied, duration, and a table."""
     lines = read_history(policy, base)
     path = history_html_path(policy, base)

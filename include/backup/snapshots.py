@@ -30,7 +30,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from include.backup.policies import BackupConfig, BackupPolicyError, SnapshotPolicy, load_policies
@@ -54,7 +53,7 @@ from include.changes.rate import RateControl
 from include.changes.report import Wording, plan_lines, summarise
 from include.changes.runbook import ChangeSet
 from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.paths import DataPath, data_root, safe_segment
 from include.records import ResourceRecord, service_of, utc_iso
 from include.targets import Target, TargetsConfig, load_targets
 
@@ -358,9 +357,9 @@ def verify(change_set: ChangeSet, *, audit: Any = None, targets: TargetsConfig |
 
 
 # ---- reports -------------------------------------------------------------------------------------
-def report_path(policy: str, run_id: str, base: Path | None = None) -> Path:
+def report_path(policy: str, run_id: str, base: DataPath | None = None) -> DataPath:
     """``<data>/backup/snapshots/<policy>/runs/<run id>.json``."""
-    return (base or data_dir()) / "backup" / "snapshots" / safe_segment(policy) / "runs" / f"{safe_segment(run_id)}.json"
+    return (base or data_root()) / "backup" / "snapshots" / safe_segment(policy) / "runs" / f"{safe_segment(run_id)}.json"
 
 
 def problems(items: Sequence[Item]) -> list[str]:
@@ -404,7 +403,7 @@ def applies(change_set: ChangeSet) -> bool:
 
 
 def write_reports(
-    change_set: ChangeSet, *, run_id: str, final: bool, unfinished: bool = False, base: Path | None = None,
+    change_set: ChangeSet, *, run_id: str, final: bool, unfinished: bool = False, base: DataPath | None = None,
 ) -> dict[str, Any]:
     """One result per policy; returns ``{"paths": {policy: path}, "problems": [...], "statuses": {...}}``.
 

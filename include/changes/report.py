@@ -10,12 +10,11 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from include.changes.engine import Item, changes, plan_errors, to_dicts
 from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.paths import DataPath, data_root, safe_segment
 
 
 @dataclass(frozen=True)
@@ -157,11 +156,11 @@ def summarise(
     return {**document, **dict(extra or {})}
 
 
-def result_path(wording: Wording, run_id: str, base: Path | None = None) -> Path:
-    return (base or data_dir()) / wording.results_dir / safe_segment(run_id) / "result.json"
+def result_path(wording: Wording, run_id: str, base: DataPath | None = None) -> DataPath:
+    return (base or data_root()) / wording.results_dir / safe_segment(run_id) / "result.json"
 
 
-def write_result(result: Mapping[str, Any], wording: Wording, base: Path | None = None) -> Path:
+def write_result(result: Mapping[str, Any], wording: Wording, base: DataPath | None = None) -> DataPath:
     path = result_path(wording, str(result["run_id"]), base)
     atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True, default=str))
     return path

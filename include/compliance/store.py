@@ -9,7 +9,8 @@ Layout under the data directory (``RUNBOOKS_DATA_DIR``)::
       latest.json                     # {"scan_id", "path", "scanned_at"}
       history.jsonl                   # one line per scan: totals by status / severity / cloud / lifecycle
 
-Scans are never overwritten by another scan; ``latest.json`` is replaced atomically. Saving the same
+Scans are never overwritten by another scan; ``latest.json`` is replaced atomically (a rename on local
+disk, one put on an object-store data root: docs/data-root.md). Saving the same
 ``scan_id`` twice (a retried task) replaces that scan and its history line instead of adding a twin.
 
 :func:`diff` gives each finding its lifecycle against the previous scan (``new`` / ``open`` /
@@ -23,20 +24,19 @@ import json
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from include.compliance.engine import sort_findings
 from include.compliance.model import SEVERITIES, Finding
 from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.paths import DataPath, as_data_path, data_root, safe_segment
 
 _FAILING = ("fail", "waived")
 
 
-def compliance_dir(base: Path | None = None) -> Path:
-    """The compliance folder of the data directory (``<data>/compliance``)."""
-    return (base or data_dir()) / "compliance"
+def compliance_dir(base: DataPath | None = None) -> DataPath:
+    """The compliance folder of the data root (``<data>/compliance``)."""
+    return (base or data_root()) / "compliance"
 
 
 def _iso(value: datetime) -> str:
@@ -80,7 +80,7 @@ def save_scan(
     scanned_at: datetime,
     scan_id: str | None = None,
     inventory: dict[str, Any] | None = None,
-    base: Path | None = None,
+    base: DataPath | None = None,
 ) -> dict[str, Any]:
     """Write one scan, move ``latest.json`` to it, append its trend line. Returns the latest pointer."""
     root = compliance_dir(base)
@@ -104,14 +104,14 @@ def save_scan(
     return {**pointer, "totals": counts}
 
 
-def load_scan(path: Path | str) -> dict[str, Any]:
+def load_scan(path: DataPath | str) -> dict[str, Any]:
     """A saved scan document with its findings as :class:`Finding` objects."""
-    document: dict[str, Any] = json.loads(Path(path).read_text())
+    document: dict[str, Any] = json.loads(as_data_path(path).read_text())
     document["findings"] = [Finding.from_dict(f) for f in document.get("findings", [])]
     return document
 
 
-def latest_pointer(base: Path | None = None) -> dict[str, Any] | None:
+def latest_pointer(base: DataPath | None = None) -> dict[str, Any] | None:
     """``latest.json`` (None before the first scan)."""
     file = compliance_dir(base) / "latest.json"
     if not file.exists():
@@ -119,12 +119,12 @@ def latest_pointer(base: Path | None = None) -> dict[str, Any] | None:
     return dict(json.loads(file.read_text()))
 
 
-def load_latest_scan(base: Path | None = None) -> dict[str, Any] | None:
+def load_latest_scan(base: DataPath | None = None) -> dict[str, Any] | None:
     pointer = latest_pointer(base)
     return load_scan(pointer["path"]) if pointer else None
 
 
-def load_latest_findings(base: Path | None = None, *, before: str | None = None) -> list[Finding]:
+def load_latest_findings(base: DataPath | None = None, *, before: str | None = None) -> list[Finding]:
     """The findings of the latest scan ([] before the first scan).
 
     ``before``: the latest scan other than this scan id, so that a retried diff step compares with the
@@ -134,12 +134,12 @@ def load_latest_findings(base: Path | None = None, *, before: str | None = None)
     if pointer and before and pointer["scan_id"] == before:
         earlier = [line for line in load_history(base) if line["scan_id"] != before]
         pointer = earlier[-1] if earlier else None
-    if not pointer or not Path(pointer["path"]).exists():
+    if not pointer or not as_data_path(pointer["path"]).exists():
         return []
     return list(load_scan(pointer["path"])["findings"])
 
 
-def load_history(base: Path | None = None) -> list[dict[str, Any]]:
+def load_history(base: DataPath | None = None) -> list[dict[str, Any]]:
     """One dict per saved scan, oldest first."""
     file = compliance_dir(base) / "history.jsonl"
     if not file.exists():
@@ -231,22 +231,22 @@ def diff(
     return sort_findings(result)
 
 
-def scan_dir(scan_id: str, base: Path | None = None) -> Path:
+def scan_dir(scan_id: str, base: DataPath | None = None) -> DataPath:
     """The folder of one scan (findings.json, the evaluated findings before the diff, validation, reports)."""
     if "/" in scan_id or scan_id in ("", ".", ".."):
         raise ValueError(f"scan id {scan_id!r} is not one path segment")
     return compliance_dir(base) / "scans" / scan_id
 
 
-def write_findings(path: Path, findings: Iterable[Finding]) -> int:
+def write_findings(path: DataPath, findings: Iterable[Finding]) -> int:
     """Write findings as a JSON list (atomically); return how many."""
     items = [f.to_dict() for f in findings]
     atomic_write_text(path, json.dumps(items, sort_keys=True))
     return len(items)
 
 
-def read_findings(path: Path | str) -> list[Finding]:
-    return [Finding.from_dict(item) for item in json.loads(Path(path).read_text())]
+def read_findings(path: DataPath | str) -> list[Finding]:
+    return [Finding.from_dict(item) for item in json.loads(as_data_path(path).read_text())]
 
 
 def inventory_gaps(summary: dict[str, Any], requested: Iterable[str]) -> list[str]:

@@ -16,7 +16,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from include.changes.engine import Item, Resolver
@@ -27,7 +26,7 @@ from include.changes.runbook import ChangeRunbook, ChangeSet, request_problems
 from include.cost.hygiene import CATEGORIES, Finding, Options, find_waste, totals
 from include.cost.pricing import PriceTable, PricingError, load_tables
 from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.paths import DataPath, data_root, safe_segment
 from include.records import ResourceRecord
 
 WORDING = Wording(title="Clean up cost waste", results_dir="cost", noun="cleanup", nouns="cleanups",
@@ -169,8 +168,8 @@ def findings_csv(findings: Sequence[Mapping[str, Any]]) -> str:
     return out.getvalue()
 
 
-def write_report(document: Mapping[str, Any], run_id: str, base: Path | None = None) -> dict[str, str]:
-    folder = (base or data_dir()) / "cost" / safe_segment(run_id)
+def write_report(document: Mapping[str, Any], run_id: str, base: DataPath | None = None) -> dict[str, str]:
+    folder = (base or data_root()) / "cost" / safe_segment(run_id)
     atomic_write_text(folder / "report.json", json.dumps(document, indent=2, sort_keys=True, default=str))
     atomic_write_text(folder / "report.md", render(document))
     atomic_write_text(folder / "findings.csv", findings_csv(document["findings"]))

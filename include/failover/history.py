@@ -2,22 +2,21 @@
 
 - ``<data dir>/failover/<run id>/result.json``: everything the run saw and did (assessment, decision, plan,
   each step with its time, verification, RTO), written atomically.
-- ``<data dir>/failover/history.jsonl``: one JSON line per run (failover, failback, drill), appended under a
-  lock; the fields a report charts: service, incident, status, started / verified times, RTO and its split
+- ``<data dir>/failover/history.jsonl``: one JSON line per run (failover, failback, drill), appended with one
+  ``write`` on an ``O_APPEND`` file (one object per line on an object-store data root:
+  :func:`include.fileio.append_line`); the fields a report charts: service, incident, status, started / verified times, RTO and its split
   (our steps, approval wait, Airflow's scheduling), per-step seconds. :func:`read_history` loads it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.fileio import append_line, atomic_write_text, read_lines
+from include.paths import DataPath, data_root, safe_segment
 from include.redaction import redact
 
 RESULTS_DIR = "failover"
@@ -45,37 +44,27 @@ def seconds_between(start: str | datetime | None, end: str | datetime | None) ->
     return round((b - a).total_seconds(), 3) if a and b else None
 
 
-def result_path(run_id: str, base: Path | None = None) -> Path:
-    return (base or data_dir()) / RESULTS_DIR / safe_segment(run_id) / "result.json"
+def result_path(run_id: str, base: DataPath | None = None) -> DataPath:
+    return (base or data_root()) / RESULTS_DIR / safe_segment(run_id) / "result.json"
 
 
-def history_path(base: Path | None = None) -> Path:
-    return (base or data_dir()) / RESULTS_DIR / "history.jsonl"
+def history_path(base: DataPath | None = None) -> DataPath:
+    return (base or data_root()) / RESULTS_DIR / "history.jsonl"
 
 
-def write_result(result: Mapping[str, Any], base: Path | None = None) -> Path:
+def write_result(result: Mapping[str, Any], base: DataPath | None = None) -> DataPath:
     path = result_path(str(result["run_id"]), base)
     atomic_write_text(path, json.dumps(redact(dict(result)), indent=2, sort_keys=True, default=str))
     return path
 
 
-def append_history(entry: Mapping[str, Any], base: Path | None = None) -> Path:
+def append_history(entry: Mapping[str, Any], base: DataPath | None = None) -> DataPath:
+    """Append one run's line (runs of several services append at once: one record each, never interleaved)."""
     path = history_path(base)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(redact(dict(entry)), sort_keys=True, default=str) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # runs of several services append at once
-        try:
-            handle.write(line)
-            handle.flush()
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    append_line(path, json.dumps(redact(dict(entry)), sort_keys=True, default=str))
     return path
 
 
-def read_history(base: Path | None = None, *, service: str | None = None) -> list[dict[str, Any]]:
-    path = history_path(base)
-    if not path.exists():
-        return []
-    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_history(base: DataPath | None = None, *, service: str | None = None) -> list[dict[str, Any]]:
+    entries = [json.loads(line) for line in read_lines(history_path(base))]
     return [e for e in entries if service is None or e.get("service") == service]

@@ -8,29 +8,28 @@ Layout under the data directory (``RUNBOOKS_DATA_DIR``, default ``<project>/data
       date=2026-11-28/run=<run_id>/summary.json
       latest.json                               # {"path": ..., "run_id": ..., "collected_at": ...}
 
-Versions are never overwritten: each run writes its own folder; ``latest.json`` is replaced atomically.
+Versions are never overwritten: each run writes its own folder; ``latest.json`` is replaced atomically
+(a rename on local disk, one put on an object-store data root: docs/data-root.md).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from include.fileio import atomic_text_writer, atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.fileio import atomic_text_writer, atomic_write_text, remove_tree
+from include.paths import DataPath, as_data_path, data_root, safe_segment
 from include.records import ResourceRecord
 
 
-def inventory_dir(base: Path | None = None) -> Path:
-    """The inventory folder under ``base`` (default: the runbooks' data directory)."""
-    return (base or data_dir()) / "inventory"
+def inventory_dir(base: DataPath | None = None) -> DataPath:
+    """The inventory folder under ``base`` (default: the runbooks' data root)."""
+    return (base or data_root()) / "inventory"
 
 
-def write_jsonl(path: Path, records: Iterable[ResourceRecord]) -> int:
+def write_jsonl(path: DataPath, records: Iterable[ResourceRecord]) -> int:
     """Write records as JSON Lines (atomically: a failed write leaves the old file and no temp file); return how many."""
     count = 0
     with atomic_text_writer(path) as handle:
@@ -41,26 +40,26 @@ def write_jsonl(path: Path, records: Iterable[ResourceRecord]) -> int:
     return count
 
 
-def read_jsonl(path: Path) -> Iterator[ResourceRecord]:
+def read_jsonl(path: DataPath | str) -> Iterator[ResourceRecord]:
     """The records of one JSON Lines file, in file order."""
-    with path.open() as handle:
+    with as_data_path(path).open() as handle:
         for line in handle:
             if line.strip():
                 yield ResourceRecord.from_dict(json.loads(line))
 
 
-def staging_path(run_id: str, target: str, base: Path | None = None) -> Path:
+def staging_path(run_id: str, target: str, base: DataPath | None = None) -> DataPath:
     """Where the collecting task of ``target`` stages its records for run ``run_id``."""
     return inventory_dir(base) / "staging" / safe_segment(run_id) / f"{target}.jsonl"
 
 
 def publish(
     run_id: str,
-    staged: list[Path],
+    staged: Sequence[DataPath | str],
     target_summaries: list[dict[str, Any]],
     *,
     collected_at: datetime | None = None,
-    base: Path | None = None,
+    base: DataPath | None = None,
 ) -> dict[str, Any]:
     """Merge staged per-target files into one dated version, write its summary, move ``latest``.
 
@@ -72,7 +71,7 @@ def publish(
     records_path = version / "inventory.jsonl"
 
     def merged() -> Iterator[ResourceRecord]:
-        for path in staged:
+        for path in map(as_data_path, staged):
             if path.exists():
                 yield from read_jsonl(path)
 
@@ -101,17 +100,16 @@ def publish(
         root / "latest.json",
         json.dumps({k: summary[k] for k in ("run_id", "collected_at", "path", "complete")}, indent=2),
     )
-    staging = root / "staging" / safe_segment(run_id)
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_tree(root / "staging" / safe_segment(run_id))
     return summary
 
 
-def latest(base: Path | None = None) -> dict[str, Any]:
+def latest(base: DataPath | None = None) -> dict[str, Any]:
     """The pointer to the latest published inventory (raises FileNotFoundError when none exists)."""
     pointer: dict[str, Any] = json.loads((inventory_dir(base) / "latest.json").read_text())
     return pointer
 
 
-def load_latest(base: Path | None = None) -> list[ResourceRecord]:
+def load_latest(base: DataPath | None = None) -> list[ResourceRecord]:
     """The records of the latest published inventory."""
-    return list(read_jsonl(Path(latest(base)["path"])))
+    return list(read_jsonl(as_data_path(latest(base)["path"])))

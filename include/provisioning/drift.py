@@ -20,13 +20,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from include.audit import read_audit
 from include.changes import engine
 from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.paths import DataPath, data_root, safe_segment
 from include.provisioning.base import Session
 from include.provisioning.render import plan_entries
 from include.provisioning.runbook import READ_CONCURRENCY, build_items
@@ -136,8 +135,8 @@ def render(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: Mapping[str, Any], run_id: str, base: Path | None = None) -> dict[str, str]:
-    folder = (base or data_dir()) / "drift" / safe_segment(run_id)
+def write_report(report: Mapping[str, Any], run_id: str, base: DataPath | None = None) -> dict[str, str]:
+    folder = (base or data_root()) / "drift" / safe_segment(run_id)
     atomic_write_text(folder / "report.json", json.dumps(report, indent=2, sort_keys=True, default=str))
     atomic_write_text(folder / "report.md", render(report))
     return {"json": str(folder / "report.json"), "markdown": str(folder / "report.md")}

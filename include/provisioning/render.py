@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from include.changes.engine import Item
 from include.fileio import atomic_write_text
-from include.paths import data_dir, safe_segment
+from include.paths import DataPath, data_root, safe_segment
 from include.provisioning.base import Conflict, Protected
 from include.provisioning.spec import Spec
 
@@ -135,8 +134,8 @@ def render_markdown(entries: Sequence[Mapping[str, Any]], *, title: str, facts: 
     return "\n".join(lines) + "\n"
 
 
-def plan_dir(results_dir: str, run_id: str, base: Path | None = None) -> Path:
-    return (base or data_dir()) / results_dir / safe_segment(run_id)
+def plan_dir(results_dir: str, run_id: str, base: DataPath | None = None) -> DataPath:
+    return (base or data_root()) / results_dir / safe_segment(run_id)
 
 
 def write_plan(entries: Sequence[Mapping[str, Any]], *, results_dir: str, run_id: str, title: str,

@@ -33,6 +33,7 @@ from include.compliance.reports.ocsf import render_ocsf
 from include.compliance.reports.sarif import render_sarif
 from include.compliance.reports.tabular import render_csv, render_json
 from include.fileio import atomic_write_bytes
+from include.paths import DataPath, as_data_path
 
 __all__ = ["FILES", "compute_totals", "history_entry", "history_point", "write_all", "write_scan"]
 
@@ -61,12 +62,12 @@ def _validation_dict(validation: Any) -> dict[str, Any] | None:
     return data
 
 
-def _docs_href(validation: Mapping[str, Any] | None, report_dir: Path) -> str | None:
+def _docs_href(validation: Mapping[str, Any] | None, report_dir: DataPath) -> str | None:
     path = (validation or {}).get("html_path")
     if not path:
         return None
-    try:
-        return Path(os.path.relpath(path, report_dir)).as_posix()
+    try:  # lexical: a local folder, or two URLs under one object-store data root
+        return Path(os.path.relpath(str(path), str(report_dir))).as_posix()
     except ValueError:  # another drive (Windows): fall back to a file URI
         return Path(path).resolve().as_uri()
 
@@ -76,10 +77,10 @@ def write_all(
     *,
     scan_id: str,
     scanned_at: datetime | str,
-    out_dir: Path | str,
+    out_dir: DataPath | str,
     history: Sequence[Mapping[str, Any]] = (),
     validation: Any = None,
-    latest_dir: Path | str | None = None,
+    latest_dir: DataPath | str | None = None,
     rules: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """Write every report for one scan into ``out_dir`` and ``latest_dir``; return ``{key: path}``.
@@ -91,8 +92,8 @@ def write_all(
     """
     items = as_findings(findings)
     scanned = iso_utc(scanned_at) or ""
-    out = Path(out_dir)
-    latest = Path(latest_dir) if latest_dir is not None else out.parent / "latest"
+    out = as_data_path(out_dir)  # a folder, or a place under an object-store data root (include.paths)
+    latest = as_data_path(latest_dir) if latest_dir is not None else out.parent / "latest"
     totals = compute_totals(items)
     validation_data = _validation_dict(validation)
     trend = list(history)
@@ -143,11 +144,11 @@ def write_all(
 
 
 def write_scan(
-    scan_path: Path | str,
+    scan_path: DataPath | str,
     *,
     validation: Any = None,
-    out_dir: Path | str | None = None,
-    latest_dir: Path | str | None = None,
+    out_dir: DataPath | str | None = None,
+    latest_dir: DataPath | str | None = None,
 ) -> dict[str, str]:
     """:func:`write_all` for a scan saved by ``include.compliance.store.save_scan``.
 
@@ -155,7 +156,7 @@ def write_scan(
     the rule registry's rationale; writes into ``scans/<scan_id>/reports`` and
     ``<compliance dir>/reports/latest`` unless told otherwise.
     """
-    path = Path(scan_path)
+    path = as_data_path(scan_path)
     document = json.loads(path.read_text())
     compliance_root = path.parent.parent.parent  # <compliance>/scans/<scan_id>/findings.json
     history_file = compliance_root / "history.jsonl"
@@ -178,8 +179,8 @@ def write_scan(
         document["findings"],
         scan_id=document["scan_id"],
         scanned_at=document["scanned_at"],
-        out_dir=Path(out_dir) if out_dir is not None else path.parent / "reports",
-        latest_dir=Path(latest_dir) if latest_dir is not None else compliance_root / "reports" / "latest",
+        out_dir=as_data_path(out_dir) if out_dir is not None else path.parent / "reports",
+        latest_dir=as_data_path(latest_dir) if latest_dir is not None else compliance_root / "reports" / "latest",
         history=history,
         validation=validation,
         rules=rules,
