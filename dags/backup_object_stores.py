@@ -49,8 +49,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from include.backup.policies import POLICY_NAME_PATTERN
-from include.params import auto_dry_run_param
+from include.params import POLICY_NAME_PATTERN, auto_dry_run_param
 
 
 @dag(

@@ -135,14 +135,14 @@ def _registry_class(capability: str, cloud: str) -> type:
     return cls
 
 
-def _object_stores() -> Permissions:
-    """Every object-store implementation's permissions (plus S3 Object Lock for immutable backups)."""
+def _object_stores(locks: bool = True) -> Permissions:
+    """Every object-store implementation's permissions (plus, with ``locks``, S3 Object Lock for immutable backups)."""
     from include.capabilities import REGISTRY
 
     found: Permissions = {}
     for cloud in REGISTRY["object_store"]:
         cls: Any = _registry_class("object_store", cloud)
-        _merge(found, {cloud: (*cls.permissions, *getattr(cls, "lock_permissions", ()))})
+        _merge(found, {cloud: (*cls.permissions, *(getattr(cls, "lock_permissions", ()) if locks else ()))})
     return found
 
 
@@ -173,7 +173,8 @@ def _restore(use: DagUse) -> tuple[Permissions, str]:
 
 def _drill(use: DagUse) -> tuple[Permissions, str]:
     found = _restores()
-    _merge(found, _object_stores())
+    # The scratch prefix is never under Object Lock (a drill refuses one that would be): no lock permissions.
+    _merge(found, _object_stores(locks=False))
     return found, "restore steps + backup store reads + object_store capability (scratch prefix)"
 
 
@@ -265,9 +266,12 @@ SOURCES: dict[str, Source] = {
     "include.provisioning.drift": _provisioning,
     "include.failover.tasks": _failover,
 }
-#: include modules a DAG may import that make no cloud call (files, XCom, params, approvals, notifications).
+#: include modules a DAG may import that make no call to the runbooks' clouds (files, XCom, params, approvals,
+#: notifications). The data root (``include.paths`` / ``include.fileio``, and the stores) may be an object-store
+#: URL: the permissions on that bucket belong to the data-root connection, not to a runbook's policy.
 CLOUD_FREE = frozenset({
     "include.approval", "include.assets", "include.params", "include.targets", "include.notify",
+    "include.paths", "include.fileio",
     "include.backup.policies", "include.changes.runbook",
     "include.compliance.registry", "include.compliance.store", "include.compliance.engine",
     "include.compliance.policy", "include.compliance.waivers", "include.compliance.validation",
@@ -446,20 +450,47 @@ A connection shared by several runbooks needs the union of their policies.
 `tests/test_least_privilege.py` starts its own moto server with IAM enforcement
 (`INITIAL_NO_AUTH_ACTION_COUNT`), creates an IAM user holding exactly a runbook's generated policy and puts
 that user's access keys into the Airflow `aws` connection. It then runs the runbook's cloud work through the
-same `include/` functions its tasks call against a seeded estate: the run succeeds. Removing any single
-action the run needs makes it fail with an access-denied error naming that action (the product's message,
-see `include/clouds/errors.py`).
+same `include/` functions its tasks call against a seeded estate: the run succeeds. Then, for every action of
+the policy, a run without that one action (a new policy version of a second user) fails with an access-denied
+error naming that action (the product's message, see `include/clouds/errors.py`). An action a run cannot make
+fail on moto is listed in the test with the reason, and one run without all of them must still succeed, so
+the list is exact. Where the code under test takes its targets as an argument (inventory, snapshots, drift),
+the removals run in two threads, each as its own IAM user through its own connection and on its own resources.
 
-Covered by that test today: `inventory_estate` (every AWS lister) and `remediate_findings` (every AWS fixer,
-planned and applied). The other AWS runbooks' files are generated from the same kind of declarations but
-are not yet run under enforcement.
+| runbook | run under the generated policy (moto, IAM enforced) | actions not proven by a removal, and why |
+|---|---|---|
+| `inventory_estate` | every AWS lister (Route 53 left out) | `route53:*`; the S3 calls moto checks under another name (below) |
+| `remediate_findings` | every AWS fixer, planned and applied | the S3 calls moto checks under another name |
+| `backup_object_stores` | `back_up` of an S3 -> S3 (other region) policy with Object Lock: copy, locked point, prune | `s3:AbortMultipartUpload` (aborts a failed multipart upload only); `s3:GetObjectRetention` (read from HeadObject's headers, which moto checks as `s3:GetObject`); `s3:PutObjectRetention` (moto checks it as `s3:PutObject`); `s3:GetBucketObjectLockConfiguration` and `s3:ListBucket` (moto name). The Cloud Storage / Azure sides: no emulator enforces permissions |
+| `restore_objects` | resolve -> plan -> apply -> verify from that S3 store into an S3 scratch prefix | `s3:AbortMultipartUpload`; `kms:Decrypt`, `kms:GenerateDataKey` (SSE-KMS buckets only; moto's S3 calls no KMS) |
+| `restore_drill` | resolve -> scratch -> restore -> verify -> remove the scratch, on that S3 store | as `restore_objects` |
+| `backup_snapshots` | select -> find -> plan -> apply -> verify on an encrypted EBS volume, an RDS instance and a DynamoDB table: create, copy to a second region, delete the expired | `ec2:CreateTags`, `rds:AddTagsToResource` (tags on create: AWS authorizes them, moto does not); `kms:*` (copies of encrypted snapshots; moto calls no KMS) |
+| `cost_hygiene` | every AWS cleanup step on fresh waste (volume, snapshot, stopped instance, bucket) and the `tags.required` fixer | none |
+| `provision_environment` | create, and update of every field, per kind: S3 bucket, security group, EC2 instance, RDS instance + read replica, DynamoDB table | `route53:*` (zones and records are left out of the proof's specs); `s3:DeleteBucket` (create's compensation only); `secretsmanager:CreateSecret` (RDS creates the managed master password's secret; moto does not authorize it); `kms:DescribeKey` (only for a spec naming `kms_key`); the S3 calls moto checks under another name |
+| `teardown_environment` | teardown per kind (a bucket holding objects, `force_destroy`) | `route53:*`; `rds:CreateDBSnapshot` (the final snapshot goes with DeleteDBInstance); `s3:DeleteObjectVersion` (moto checks DeleteObjects as `s3:DeleteObject`); the S3 calls moto checks under another name |
+| `detect_drift` | the drift check of an environment of every kind but Route 53's: no finding | `route53:*`; the S3 calls moto checks under another name |
+| `failover_service` | its RDS part on a fresh primary / replica pair: the assessment's database reads of both sides (`status`), then the fence and promote steps planned and applied | `route53:*` (the DNS reads and the switch_dns step are left out); the HTTP probes are not cloud calls |
+| `failback_service` | its RDS part after a failover: rebuild the primary as a replica of the standby (retiring the fenced old primary), fence the standby, promote the primary | `route53:*`; `kms:CreateGrant`, `kms:DescribeKey` (the rebuilt replica's key: moto's RDS calls no KMS) |
+| `failover_drill` | its RDS part: the failover, then the failback, as above | as `failback_service` |
+
+Known gaps the proof found (a missing permission that does not produce a message naming it):
+
+- **`s3:GetBucketLocation` (provisioning kinds)**: the S3 step reads AccessDenied on GetBucketLocation as "the
+  name belongs to another account". Without the permission, `provision_environment` fails safe (nothing
+  created) with a conflict ("exists and is not managed by cloud-runbooks"), `detect_drift` reports that
+  conflict, and `teardown_environment` plans nothing for the bucket and does not delete it, without an
+  error. (`include/provisioning/aws/s3.py` `fetch`.)
+- **`s3:DeleteObject` (teardown with `force_destroy`)**: DeleteObjects answers per-key errors inside a 200
+  response, which the step does not read; the teardown then fails with `BucketNotEmpty`.
+  (`include/provisioning/aws/s3.py` `destroy`.)
 
 What moto 5.2.5 enforces, read from its source (`moto/core/responses.py` `call_action`,
 `moto/iam/access_control.py`, `moto/s3/responses.py` `ACTION_MAP`) and seen in the test:
 
-- Services answered through moto's generic `call_action` (EC2, RDS, IAM, KMS, DynamoDB, CloudTrail) are checked
-  action by action under the action's real IAM name, on resource `*` (so resource scoping is not tested).
-  `sts:GetCallerIdentity` is always allowed (as on AWS).
+- Services answered through moto's generic `call_action` (EC2, RDS, IAM, KMS, DynamoDB, CloudTrail) are
+  checked action by action under the action's real IAM name, on resource `*` (so resource scoping
+  is not tested). `sts:GetCallerIdentity` is always allowed (as on AWS). A call AWS authorizes against a second
+  action (tags on create, a final snapshot, KMS for encrypted copies) is checked only under its own action.
 - **Route 53 cannot be checked**: with enforcement on, moto answers every signed Route 53 request with
   `SignatureDoesNotMatch`, whatever the policy. The `route53:*` actions are generated from the declarations
   but not proven.
@@ -467,12 +498,17 @@ What moto 5.2.5 enforces, read from its source (`moto/core/responses.py` `call_a
   encryption (GET is checked as `s3:ListBucket`, PUT as `s3:CreateBucket`; AWS: `s3:GetEncryptionConfiguration`
   / `s3:PutEncryptionConfiguration`), public access block (GET as `s3:ListBucket`, PUT as `s3:CreateBucket`;
   AWS: `s3:GetBucketPublicAccessBlock` / `s3:PutBucketPublicAccessBlock`), object lock configuration (GET as
-  `s3:ListBucket`). For those calls the test grants moto's name alongside (`MOTO_S3_ALIASES` in the test)
-  and cannot make the removal check for them, nor for `s3:ListBucket` when it stands in for one of them.
-  Every other S3 call is checked under its AWS name. S3 itself answers a denial with a bare "Access Denied";
-  the runbooks' AWS clients add the permission the call needs to that message.
+  `s3:ListBucket`), object retention (PUT as `s3:PutObject`), HeadObject of a version (as `s3:GetObject`; AWS:
+  `s3:GetObjectVersion`). For those calls the test grants moto's name alongside (`MOTO_S3_ALIASES` in the test)
+  and cannot make the removal check for them, nor for `s3:ListBucket` / `s3:CreateBucket` when they stand in for
+  one of them. Every other S3 call is checked under its AWS name. S3 itself answers a denial with a bare
+  "Access Denied" (a denied HEAD with a bare 403); the runbooks' AWS clients add the permission the call needs
+  to that message, the version-specific one (`s3:GetObjectVersion`, `s3:DeleteObjectVersion`) when the call
+  names a `VersionId`.
 - GCP (Cloud Storage emulator) and Azure (Azurite) emulators enforce no permissions: the `.gcp.txt` and
   `.azure.json` files are generated from the same declarations but are not proven by a test.
+- The data root (`RUNBOOKS_DATA_DIR`, possibly an `s3://` URL) is reached through its own connection: the
+  permissions on that bucket are not part of a runbook's policy.
 """
 
 

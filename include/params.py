@@ -13,13 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from include.changes.rate import LIMIT_PATTERN
-
 if TYPE_CHECKING:
     from airflow.sdk import Param
 
 #: A target's name in config/targets.yaml; include/targets.py validates the file with the same pattern.
 TARGET_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+#: A backup policy's name; include/backup/policies.py validates config/backup/policies.yaml with it. Defined
+#: here (not there) so that the backup DAG files' forms do not import the policy models at parse time.
+POLICY_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+#: ``max_concurrency`` / ``max_errors`` in a form: the rule of include/changes/rate.py:parse_limit (which
+#: re-exports it). Defined here so that a DAG's form does not import the change engine at parse time.
+LIMIT_PATTERN = r"^[0-9]+%?$"
 
 
 def targets_param() -> Param:

@@ -25,11 +25,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from include.backup.schedule import check_schedule
+from include.params import POLICY_NAME_PATTERN as POLICY_NAME_PATTERN  # defined there: light, for DAG forms
 from include.paths import CONFIG_DIR
 from include.targets import TargetsConfig, TargetsError, load_targets
 
 DEFAULT_POLICIES_FILE = CONFIG_DIR / "backup" / "policies.yaml"
-POLICY_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 #: Names used for folders beside the policies' own under data/backup/: no policy may take them.
 RESERVED_NAMES = frozenset({"drills", "snapshots"})
 _DURATION = re.compile(r"^(\d+)([smhdw])$")

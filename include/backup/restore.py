@@ -488,8 +488,9 @@ class RestoreToBlob(RestoreObjectStep):
 
 STEPS: dict[str, type[RestoreObjectStep]] = {"aws": RestoreToS3, "gcp": RestoreToGCS, "azure": RestoreToBlob}
 #: What reading the backup store needs, per cloud of the store (list points, read manifests, stat and read blobs).
+#: S3: reads are pinned to the version listed (``VersionId``) in a versioned store (Object Lock makes it one).
 BACKUP_STORE_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    "aws": ("s3:ListBucket", "s3:GetObject", "kms:Decrypt"),
+    "aws": ("s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion", "kms:Decrypt"),
     "gcp": ("storage.objects.list", "storage.objects.get"),
     "azure": ("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",),
 }

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 from include.changes.model import RequestError
 
+# LIMIT_PATTERN: the pattern a form field for either value uses (the same rule as :func:`parse_limit`). It is
+# defined in the light include/params.py, so that a DAG's form does not import this module at parse time.
+from include.params import LIMIT_PATTERN as LIMIT_PATTERN
+
 _VALUE = re.compile(r"^(\d+)(%?)$")
-#: The pattern a form field for either value uses (the same rule as :func:`parse_limit`).
-LIMIT_PATTERN = r"^[0-9]+%?$"
 
 
 def parse_limit(value: str | int, name: str) -> tuple[int, bool]:

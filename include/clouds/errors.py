@@ -5,6 +5,7 @@ Every module that needs an AWS error code or a failure class calls these (one co
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 FailureKind = Literal["unreachable", "access_denied", "error"]
@@ -113,11 +114,17 @@ _S3_VERSION_ACTIONS = {
 _VERSIONED_CALL = "runbooks_names_version"
 
 
+#: Services whose signing name (botocore's) differs from their IAM action prefix.
+_IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses"}
+
+
 def iam_action(service: str, operation: str, versioned: bool = False) -> str:
     """The IAM action an AWS API operation needs (``s3``, ``HeadObject`` -> ``s3:GetObject``).
 
+    ``service`` is botocore's signing name (``monitoring`` for CloudWatch, whose actions are ``cloudwatch:*``).
     ``versioned``: the call names a ``VersionId`` (``GetObject`` of one version needs ``s3:GetObjectVersion``).
     """
+    service = _IAM_PREFIX.get(service, service)
     if service == "s3":
         if versioned and operation in _S3_VERSION_ACTIONS:
             return f"s3:{_S3_VERSION_ACTIONS[operation]}"
@@ -161,7 +168,9 @@ def name_denied_permission(parsed: dict[str, object] | None = None, model: objec
     operation = str(getattr(model, "name", ""))
     if service and operation:
         message = str(error.get("Message") or error.get("Code"))
-        if code == "403":  # a response without a body: say what the status means
-            message = f"Access Denied (HTTP 403 {message})" if message != "403" else "Access Denied (HTTP 403)"
+        if code == "403":  # a body botocore could not parse (none, or XML from a JSON service): its message
+            found = re.search(r"<Message>(.*?)</Message>", message, re.S)
+            detail = found.group(1).strip() if found else ("" if message in ("403", "Forbidden") else message)
+            message = f"Access Denied (HTTP 403{': ' + detail if detail else ''})"
         versioned = isinstance(context, dict) and bool(context.get(_VERSIONED_CALL))
         error["Message"] = denied_message(message, service, operation, versioned)

@@ -19,8 +19,9 @@ from include.records import ResourceRecord
 #: 1,000 keys; the local estate is tiny, a real bucket can hold billions (use S3 Inventory or CloudWatch
 #: storage metrics there). Past the cap the counts are partial and ``object_count_truncated`` is true.
 MAX_KEYS_COUNTED = 10_000
-#: Parallel detail calls inside the S3 lister (about 12 calls per bucket).
-S3_DETAIL_WORKERS = 4
+#: Buckets whose detail calls (about 10 per bucket, one after the other) are in flight at once: as many as
+#: botocore's default connection pool per client (10), and as Cloud Custodian's S3 resource uses.
+S3_DETAIL_WORKERS = 10
 _PUBLIC_GRANTEES = frozenset(
     {
         "http://acs.amazonaws.com/groups/global/AllUsers",
@@ -99,7 +100,9 @@ def _bucket_record(ctx: ListContext, client: Any, bucket: dict[str, Any], region
         lambda: client.get_bucket_lifecycle_configuration(Bucket=name).get("Rules", []),
         [],
     )
-    lock: dict[str, Any] = unless(
+    # Object Lock implies versioning: S3 enables versioning with the lock and refuses to suspend it afterwards,
+    # so a bucket whose versioning is not Enabled has no lock and its configuration is not asked for.
+    lock: dict[str, Any] = {} if versioning.get("Status") != "Enabled" else unless(
         {"ObjectLockConfigurationNotFoundError"},
         lambda: client.get_object_lock_configuration(Bucket=name).get("ObjectLockConfiguration", {}),
         {},
@@ -147,7 +150,10 @@ def _bucket_record(ctx: ListContext, client: Any, bucket: dict[str, Any], region
 def list_s3(ctx: ListContext) -> list[ResourceRecord]:
     """Every bucket of the account (S3 lists them globally), each recorded in its own region."""
     home_client = client_for(ctx.target, "s3", home(ctx))
-    buckets = list(paginate(home_client, "list_buckets", "Buckets"))
+    # A page size makes ListBuckets answer with each bucket's BucketRegion (AWS adds it when the request
+    # has a parameter), which saves a GetBucketLocation per bucket; without it (older S3 APIs, emulators)
+    # the region is asked for per bucket as before.
+    buckets = list(paginate(home_client, "list_buckets", "Buckets", PaginationConfig={"PageSize": 10_000}))
     if not buckets:
         return []
     clients: dict[str, Any] = {home(ctx): home_client}
@@ -161,7 +167,7 @@ def list_s3(ctx: ListContext) -> list[ResourceRecord]:
 
     def one(bucket: dict[str, Any]) -> ResourceRecord | None:
         try:
-            region = _bucket_region(home_client, bucket["Name"])
+            region = str(bucket.get("BucketRegion") or _bucket_region(home_client, bucket["Name"]))
             return _bucket_record(ctx, regional(region), bucket, region)
         except ClientError as exc:
             if error_code(exc) == "NoSuchBucket":  # deleted between the list and the detail calls
