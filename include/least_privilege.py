@@ -473,16 +473,11 @@ the removals run in two threads, each as its own IAM user through its own connec
 | `failback_service` | its RDS part after a failover: rebuild the primary as a replica of the standby (retiring the fenced old primary), fence the standby, promote the primary | `route53:*`; `kms:CreateGrant`, `kms:DescribeKey` (the rebuilt replica's key: moto's RDS calls no KMS) |
 | `failover_drill` | its RDS part: the failover, then the failback, as above | as `failback_service` |
 
-Known gaps the proof found (a missing permission that does not produce a message naming it):
-
-- **`s3:GetBucketLocation` (provisioning kinds)**: the S3 step reads AccessDenied on GetBucketLocation as "the
-  name belongs to another account". Without the permission, `provision_environment` fails safe (nothing
-  created) with a conflict ("exists and is not managed by cloud-runbooks"), `detect_drift` reports that
-  conflict, and `teardown_environment` plans nothing for the bucket and does not delete it, without an
-  error. (`include/provisioning/aws/s3.py` `fetch`.)
-- **`s3:DeleteObject` (teardown with `force_destroy`)**: DeleteObjects answers per-key errors inside a 200
-  response, which the step does not read; the teardown then fails with `BucketNotEmpty`.
-  (`include/provisioning/aws/s3.py` `destroy`.)
+Two gaps the proof found were mended (`include/provisioning/aws/s3.py`): an AccessDenied on GetBucketLocation
+was read as "the name belongs to another account" (teardown then left the bucket without an error); now a
+bucket HeadBucket reaches is ours and the run fails naming `s3:GetBucketLocation`. DeleteObjects' per-key errors
+inside a 200 answer were not read (teardown then failed with `BucketNotEmpty`); now they fail the step naming
+`s3:DeleteObjectVersion` / `s3:DeleteObject`.
 
 What moto 5.2.5 enforces, read from its source (`moto/core/responses.py` `call_action`,
 `moto/iam/access_control.py`, `moto/s3/responses.py` `ACTION_MAP`) and seen in the test:

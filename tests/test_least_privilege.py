@@ -992,10 +992,6 @@ PROVISION_NOT_EXERCISED = {
                                    "authorizes it against the caller, moto does not",
     "kms:DescribeKey": "only for an RDS spec naming kms_key (the proof's specs name none)",
 }
-#: Without s3:GetBucketLocation the provisioning run fails safe (nothing is created) but its message does not
-#: name the permission: the S3 step reads AccessDenied on GetBucketLocation as "the name belongs to another
-#: account" (a product gap: include/provisioning/aws/s3.py ``fetch``), so the run reports a conflict.
-S3_LOCATION_MISNAMED = {"s3:GetBucketLocation": "exists and is not managed by cloud-runbooks"}
 
 
 def test_provision_environment_under_its_generated_policy(iam_moto: IamMoto, environments: Path) -> None:
@@ -1004,23 +1000,13 @@ def test_provision_environment_under_its_generated_policy(iam_moto: IamMoto, env
                                            with_moto_aliases(document("provision_environment"))))
     for _, _, call in units:
         call(AWS_CONN_ID)
-    unchecked = removal_check(iam_moto, "provision_environment", units, not_exercised=PROVISION_NOT_EXERCISED,
-                              misnamed=S3_LOCATION_MISNAMED)
+    unchecked = removal_check(iam_moto, "provision_environment", units, not_exercised=PROVISION_NOT_EXERCISED)
     assert {a for a in unchecked if not a.startswith("route53:")} == {
         *PROVISION_NOT_EXERCISED, "s3:CreateBucket", "s3:ListBucket", "s3:GetBucketObjectLockConfiguration",
         "s3:GetBucketPublicAccessBlock", "s3:GetEncryptionConfiguration", "s3:PutBucketPublicAccessBlock",
         "s3:PutEncryptionConfiguration"}
 
 
-#: Without s3:DeleteObject, a force_destroy teardown fails safe (the bucket stays) but names BucketNotEmpty, not the
-#: permission: the S3 step's DeleteObjects answers per-key errors in a 200 response, which it does not read (a
-#: product gap: include/provisioning/aws/s3.py ``destroy``).
-S3_EMPTYING_MISNAMED = {"s3:DeleteObject": "BucketNotEmpty"}
-
-
-#: Without s3:GetBucketLocation a teardown sees its own bucket as another account's (see S3_LOCATION_MISNAMED) and
-#: plans nothing for it: the run would end without deleting the bucket and without an error (a product gap).
-S3_TEARDOWN_LOCATION_MISNAMED = {"s3:GetBucketLocation": "nothing to change"}
 
 
 def teardown_units(server: IamMoto, folder: Path) -> list[Unit]:
@@ -1052,7 +1038,7 @@ def test_teardown_environment_under_its_generated_policy(iam_moto: IamMoto, envi
                                 "authorizes it as rds:CreateDBSnapshot, moto does not",
         "s3:DeleteObjectVersion": "emptying deletes versions with DeleteObjects: AWS authorizes each as "
                                   "s3:DeleteObjectVersion, moto checks s3:DeleteObject",
-    }, misnamed={**S3_TEARDOWN_LOCATION_MISNAMED, **S3_EMPTYING_MISNAMED})
+    })
     assert {a for a in unchecked if not a.startswith("route53:")} == {
         "rds:CreateDBSnapshot", "s3:DeleteObjectVersion", "s3:GetBucketObjectLockConfiguration", "s3:ListBucket",
         "s3:GetBucketPublicAccessBlock", "s3:GetEncryptionConfiguration"}
@@ -1095,7 +1081,7 @@ def test_detect_drift_under_its_generated_policy(iam_moto: IamMoto, drift_enviro
     report = run(AWS_CONN_ID)
     assert report["drifted"] == [] and report["environments"][0]["resources"] == 6
     unchecked = removal_check(iam_moto, "detect_drift", [("drift check", frozenset(actions_of(document(
-        "detect_drift"))), run)], workers=WORKERS, misnamed=S3_LOCATION_MISNAMED)
+        "detect_drift"))), run)], workers=WORKERS)
     assert {a for a in unchecked if not a.startswith("route53:")} == {
         "s3:GetBucketObjectLockConfiguration", "s3:GetBucketPublicAccessBlock", "s3:GetEncryptionConfiguration",
         "s3:ListBucket"}

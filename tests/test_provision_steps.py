@@ -383,3 +383,48 @@ def test_cross_region_replica_references_its_source_arn(clean_clouds: Any, data_
     replica = aws("rds", "eu-west-1").describe_db_instances(DBInstanceIdentifier="rb-steps-dr")["DBInstances"][0]
     assert replica["ReadReplicaSourceDBInstanceIdentifier"].endswith(":db:rb-steps-main")
     assert all(i.change is None for i in plan(spec))
+
+
+# ---- a denied GetBucketLocation: a missing permission, or another account's bucket ---------------------------
+class _DeniedLocation:
+    """An S3 client whose GetBucketLocation is denied and whose ListObjectsV2 answers ``head`` (an HTTP status).
+
+    moto cannot hold another account's bucket under the same name, so this one call pair is played here; the
+    other side (our own bucket, the permission removed) runs on moto under IAM enforcement in
+    tests/test_least_privilege.py."""
+
+    def __init__(self, head: int) -> None:
+        self.head = head
+
+    @staticmethod
+    def _error(status: int, code: str, operation: str) -> Exception:
+        from botocore.exceptions import ClientError
+
+        return ClientError({"Error": {"Code": code, "Message": "Access Denied"},
+                            "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+    def get_bucket_location(self, **_: Any) -> dict[str, Any]:
+        raise self._error(403, "AccessDenied", "GetBucketLocation")
+
+    def list_objects_v2(self, **_: Any) -> dict[str, Any]:
+        if self.head != 200:
+            raise self._error(self.head, "AccessDenied" if self.head == 403 else "NoSuchBucket", "ListObjectsV2")
+        return {"KeyCount": 0}
+
+
+@pytest.mark.parametrize(("head", "foreign"), [(403, True), (200, False), (404, False)])
+def test_a_denied_bucket_location_is_foreign_only_when_the_bucket_is_out_of_reach(
+        head: int, foreign: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ClientError
+
+    from include.provisioning.aws.s3 import S3Bucket
+
+    step = S3Bucket.__new__(S3Bucket)
+    monkeypatch.setattr(S3Bucket, "aws", lambda self, res, service: _DeniedLocation(head))
+    res: Any = object()
+    if foreign:  # another account holds the name: a conflict, never adopted, nothing more read
+        live = step.fetch(res, {"name": "taken-elsewhere"})
+        assert live is not None and live.detail == {"foreign": True}
+    else:  # ours (or no bucket at all): this run lacks s3:GetBucketLocation, and says so instead of "conflict"
+        with pytest.raises(ClientError, match="GetBucketLocation"):
+            step.fetch(res, {"name": "ours"})

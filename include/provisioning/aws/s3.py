@@ -6,6 +6,7 @@ from typing import Any
 
 from include.changes.model import ChangeError
 from include.clouds.aws.ids import s3_bucket_arn
+from include.clouds.errors import http_status
 from include.provisioning.aws.common import AwsStep, code_of, is_missing, tag_dict, tag_list
 from include.provisioning.base import AlreadyExists, Live
 from include.provisioning.registry import provisions
@@ -100,8 +101,10 @@ class S3Bucket(AwsStep):
         except Exception as exc:
             if is_missing(exc, "NoSuchBucket"):
                 return None
-            if code_of(exc) in ("AccessDenied", "AllAccessDisabled"):  # the name belongs to another account
-                return Live(fields={}, outputs={}, tags={}, detail={"foreign": True})
+            if code_of(exc) in ("AccessDenied", "AllAccessDisabled"):
+                if not self._foreign(s3, name):  # ours, or no bucket: the permission is missing, never "foreign"
+                    raise
+                return Live(fields={}, outputs={}, tags={}, detail={"foreign": True})  # another account's name
             raise
         region = "us-east-1" if not constraint else ("eu-west-1" if constraint == "EU" else str(constraint))
         tags = tag_dict(self._optional(lambda: s3.get_bucket_tagging(Bucket=name)["TagSet"], "NoSuchTagSet", []))
@@ -132,6 +135,17 @@ class S3Bucket(AwsStep):
         if self.teardown:
             live.protected = self._protection(s3, name, props)
         return live
+
+    @staticmethod
+    def _foreign(s3: Any, name: str) -> bool:
+        """After an AccessDenied on GetBucketLocation: is ``name`` another account's bucket? Listing it (s3:ListBucket,
+        already needed to read) is refused (403) for another account's bucket; it answers for one this account may
+        use (200) or for no bucket at all (404), and then the denial was a permission this run lacks."""
+        try:
+            s3.list_objects_v2(Bucket=name, MaxKeys=1)
+        except Exception as exc:
+            return http_status(exc) == 403 or code_of(exc) in ("403", "AccessDenied", "Forbidden", "AllAccessDisabled")
+        return False
 
     @staticmethod
     def _optional(call: Any, missing_code: str, default: Any) -> Any:
@@ -215,5 +229,18 @@ class S3Bucket(AwsStep):
                 doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
                           for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]]
                 for start in range(0, len(doomed), 1000):
-                    s3.delete_objects(Bucket=name, Delete={"Objects": doomed[start:start + 1000], "Quiet": True})
+                    answer = s3.delete_objects(Bucket=name, Delete={"Objects": doomed[start:start + 1000],
+                                                                    "Quiet": True})
+                    # DeleteObjects answers 200 with per-key errors: a denied delete must say so, not surface
+                    # later as BucketNotEmpty.
+                    errors = answer.get("Errors") or []
+                    if errors:
+                        first = errors[0]
+                        code, message = str(first.get("Code", "")), str(first.get("Message", ""))
+                        if code == "AccessDenied":  # each key names its version: AWS checks s3:DeleteObjectVersion
+                            message = (f"{message} (missing permission s3:DeleteObjectVersion, or s3:DeleteObject "
+                                       "where the store checks that: emptying the bucket needs it)")
+                        raise ChangeError(f"could not empty bucket {name!r} before deleting it: {len(errors)} "
+                                          f"object version(s) not deleted, e.g. {first.get('Key')!r}: {code}: "
+                                          f"{message}")
         s3.delete_bucket(Bucket=name)
