@@ -47,9 +47,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
-from include.params import POLICY_NAME_PATTERN, auto_dry_run_param
+from include.params import POLICY_NAME_PATTERN, auto_dry_run_param, param
 
 
 @dag(
@@ -69,12 +69,12 @@ from include.params import POLICY_NAME_PATTERN, auto_dry_run_param
     },
     params={
         "dry_run": auto_dry_run_param(),
-        "policies": Param(
+        "policies": param(
             None, type=["null", "array"], items={"type": "string", "pattern": POLICY_NAME_PATTERN},
             title="Snapshot policies",
             description="Names from snapshot_policies in config/backup/policies.yaml. Empty: every snapshot policy.",
         ),
-        "force": Param(
+        "force": param(
             None, type=["null", "boolean"], title="Snapshot now",
             description="true: snapshot every tagged resource now, whatever its schedule says (once per run). "
                         "Empty or false: only what the policy's schedule makes due.",

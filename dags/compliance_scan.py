@@ -42,14 +42,13 @@ from typing import Any
 from airflow.sdk import (
     AssetOrTimeSchedule,
     CronTriggerTimetable,
-    Param,
     dag,
     get_current_context,
     task,
 )
 
 from include.assets import ESTATE_INVENTORY
-from include.params import check_conf, targets_param
+from include.params import check_conf, param, targets_param
 
 _SEVERITIES = ["critical", "high", "medium", "low", "info"]
 
@@ -73,14 +72,14 @@ _SEVERITIES = ["critical", "high", "medium", "low", "info"]
     },
     params={
         "targets": targets_param(),
-        "fail_on": Param(
+        "fail_on": param(
             None,
             type=["null", "array"],
             items={"type": "string", "enum": _SEVERITIES},
             title="Severities that fail the run",
             description="Overrides the policy's fail_on for this run. Empty / null: the policy decides.",
         ),
-        "rules": Param(
+        "rules": param(
             None,
             type=["null", "array"],
             items={"type": "string", "pattern": "^(aws|gcp|azure)_[a-z0-9_]+$"},

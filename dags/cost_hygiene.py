@@ -42,10 +42,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.approval import approval_gate
-from include.params import dry_run_param, idempotency_key_param, rate_params, reason_param
+from include.params import dry_run_param, idempotency_key_param, param, rate_params, reason_param
 
 APPROVAL_TIMEOUT = timedelta(hours=12)
 CATEGORIES = ["unattached_volume", "stopped_instance", "old_snapshot", "bucket_without_lifecycle",
@@ -69,28 +69,28 @@ CATEGORIES = ["unattached_volume", "stopped_instance", "old_snapshot", "bucket_w
     },
     params={
         "dry_run": dry_run_param(),
-        "stopped_days": Param(30, type="integer", minimum=0, maximum=3650, title="Stopped for more than (days)"),
-        "snapshot_retention_days": Param(
+        "stopped_days": param(30, type="integer", minimum=0, maximum=3650, title="Stopped for more than (days)"),
+        "snapshot_retention_days": param(
             90, type="integer", minimum=0, maximum=36500, title="Snapshot retention (days)",
             description="Snapshots older than this are past retention (a snapshot's retention-days tag wins).",
         ),
-        "cost_tags": Param(
+        "cost_tags": param(
             None, type=["null", "array"], items={"type": "string", "minLength": 1}, title="Cost-allocation tags",
             description="Tags every resource must carry. Empty: owner, cost-center.",
         ),
-        "cleanup": Param(
+        "cleanup": param(
             None, type=["null", "array"], items={"type": "string", "enum": CATEGORIES}, title="Clean up",
             description="Categories to clean up (after approval). Empty: report only.",
         ),
-        "resources": Param(
+        "resources": param(
             None, type=["null", "array"], items={"type": "string", "minLength": 1}, title="Only these resources",
             description="Resource ids or names from the report, to narrow the cleanup.",
         ),
-        "tag_values": Param(
+        "tag_values": param(
             None, type=["null", "object"], additionalProperties={"type": "string", "minLength": 1, "maxLength": 256},
             title="Tag values", description='For missing_cost_tags, e.g. {"owner": "team-a", "cost-center": "cc-1"}.',
         ),
-        "snapshot_before_delete": Param(True, type="boolean", title="Snapshot a volume before deleting it"),
+        "snapshot_before_delete": param(True, type="boolean", title="Snapshot a volume before deleting it"),
         "reason": reason_param(),
         **rate_params(default_concurrency="1", default_errors="0"),
         "idempotency_key": idempotency_key_param(),

@@ -33,7 +33,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
+
+from include.params import param
 
 
 @dag(
@@ -52,11 +54,11 @@ from airflow.sdk import Param, dag, get_current_context, task
         "execution_timeout": timedelta(hours=1),
     },
     params={
-        "environments": Param(
+        "environments": param(
             None, type=["null", "array"], items={"type": "string", "pattern": r"^[a-z][a-z0-9-]{0,39}$"},
             title="Environments", description="Specs to check (config/environments/<name>.yaml). Empty: every spec.",
         ),
-        "start_dry_runs": Param(
+        "start_dry_runs": param(
             True, type="boolean", title="Start dry runs",
             description="Start a provision_environment dry run for each drifted environment.",
         ),

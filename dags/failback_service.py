@@ -38,10 +38,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.approval import approval_gate
-from include.params import dry_run_param, reason_param
+from include.params import dry_run_param, param, reason_param
 
 APPROVAL_TIMEOUT = timedelta(hours=2)
 _KEY = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$"
@@ -199,9 +199,9 @@ def record_and_notify(resolved: dict[str, Any] | None) -> dict[str, Any]:
     default_args={"owner": "sre-team", "retries": 1, "retry_delay": timedelta(seconds=5),
                   "execution_timeout": timedelta(hours=3)},
     params={
-        "service": Param(type="string", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", title="Service",
+        "service": param(type="string", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", title="Service",
                          description="A service of config/services.yaml."),
-        "incident_id": Param(type="string", pattern=_KEY, maxLength=200, title="Incident id",
+        "incident_id": param(type="string", pattern=_KEY, maxLength=200, title="Incident id",
                              description="The failover this reverts: the ledger key (once per key, a rerun resumes)."),
         "reason": reason_param(),
         "dry_run": dry_run_param(),

@@ -36,10 +36,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.approval import approval_gate
-from include.params import auto_dry_run_param, reason_param
+from include.params import auto_dry_run_param, param, reason_param
 
 
 def _pull(task_id: str, key: str = "return_value") -> Any:
@@ -151,7 +151,7 @@ def report(resolved: dict[str, Any] | None) -> dict[str, Any]:
     default_args={"owner": "sre-team", "retries": 1, "retry_delay": timedelta(seconds=5),
                   "execution_timeout": timedelta(hours=3)},
     params={
-        "service": Param("orders", type="string", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", title="Service",
+        "service": param("orders", type="string", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", title="Service",
                          description="A service of config/services.yaml whose entry allows drills."),
         "reason": reason_param(),
         "dry_run": auto_dry_run_param(),

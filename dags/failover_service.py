@@ -44,10 +44,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.approval import approval_gate
-from include.params import dry_run_param, reason_param
+from include.params import dry_run_param, param, reason_param
 
 APPROVAL_TIMEOUT = timedelta(minutes=30)
 _KEY = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,199}$"
@@ -174,17 +174,17 @@ def record_and_notify(resolved: dict[str, Any] | None) -> dict[str, Any]:
     default_args={"owner": "sre-team", "retries": 1, "retry_delay": timedelta(seconds=5),
                   "execution_timeout": timedelta(minutes=45)},
     params={
-        "service": Param(type="string", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", title="Service",
+        "service": param(type="string", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", title="Service",
                          description="A service of config/services.yaml."),
-        "incident_id": Param(type="string", pattern=_KEY, maxLength=200, title="Incident id",
+        "incident_id": param(type="string", pattern=_KEY, maxLength=200, title="Incident id",
                              description="The ledger key: one failover per incident, a rerun resumes."),
         "reason": reason_param(),
-        "severity": Param(None, type=["null", "string"], enum=[None, "critical", "high", "medium", "low"],
+        "severity": param(None, type=["null", "string"], enum=[None, "critical", "high", "medium", "low"],
                           title="Alert severity", description="The service's policy may auto-approve it."),
         "dry_run": dry_run_param(),
-        "force": Param(False, type="boolean", title="Force",
+        "force": param(False, type="boolean", title="Force",
                        description="Fail over even though the primary's endpoints still answer."),
-        "incident_started_at": Param(None, type=["null", "string"], format="date-time", title="Incident start",
+        "incident_started_at": param(None, type=["null", "string"], format="date-time", title="Incident start",
                                      description="ISO-8601; the RTO is measured from it (default: the trigger)."),
     },
 )

@@ -35,10 +35,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.assets import ESTATE_INVENTORY
-from include.params import check_conf, targets_param
+from include.params import check_conf, param, targets_param
 
 
 @dag(
@@ -58,7 +58,7 @@ from include.params import check_conf, targets_param
     },
     params={
         "targets": targets_param(),
-        "services": Param(
+        "services": param(
             None,
             type=["null", "array"],
             items={"type": "string", "pattern": "^[a-z0-9_]+$"},

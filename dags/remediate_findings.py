@@ -46,10 +46,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.approval import approval_gate
-from include.params import dry_run_param, idempotency_key_param, rate_params, reason_param
+from include.params import dry_run_param, idempotency_key_param, param, rate_params, reason_param
 
 #: How long a human has to answer; no answer = the safe outcome (Reject).
 APPROVAL_TIMEOUT = timedelta(hours=12)
@@ -72,29 +72,29 @@ _FINDING_ID = r"^(aws|gcp|azure)_[a-z0-9_]+:[0-9a-f]{16}$"
     },
     params={
         "dry_run": dry_run_param(),
-        "finding_ids": Param(
+        "finding_ids": param(
             None, type=["null", "array"], items={"type": "string", "pattern": _FINDING_ID}, title="Finding ids",
             description="Finding ids from the latest compliance_scan report (e.g. aws_s3_bucket_versioning:1a2b...).",
         ),
-        "rule": Param(
+        "rule": param(
             None, type=["null", "string"], pattern=r"^(aws|gcp|azure)_[a-z0-9_]+$", title="Rule id",
             description="Instead of finding ids: a rule id whose fixer to run on the resources below.",
         ),
-        "resources": Param(
+        "resources": param(
             None, type=["null", "array"], items={"type": "string", "minLength": 1}, title="Resources",
             description="With a rule: resource ids (ARN, GCS / Azure URL) or unique names from the latest inventory.",
         ),
-        "tag_values": Param(
+        "tag_values": param(
             None, type=["null", "object"], additionalProperties={"type": "string", "minLength": 1, "maxLength": 256},
             title="Tag values",
             description='Values for missing required tags, e.g. {"owner": "platform-team", "cost-center": "cc-1"}. '
                         "Existing values are never overwritten.",
         ),
-        "retention_days": Param(
+        "retention_days": param(
             7, type="integer", minimum=1, maximum=35, title="RDS backup retention (days)",
             description="Backup retention aws.rds.backup_retention sets (never lowers).",
         ),
-        "kms_key_id": Param(
+        "kms_key_id": param(
             None, type=["null", "string"], title="KMS key for S3 default encryption",
             description="Key id / ARN for SSE-KMS. Empty: SSE-S3 (AES256).",
         ),

@@ -41,9 +41,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, setup, task, task_group, teardown
+from airflow.sdk import dag, get_current_context, setup, task, task_group, teardown
 
-from include.params import auto_dry_run_param
+from include.params import auto_dry_run_param, param
 
 # The same patterns as include/backup/policies.py (POLICY_NAME_PATTERN) and include/backup/drill.py
 # (SCRATCH_PATTERN); repeated here because those modules are imported inside the tasks only.
@@ -67,17 +67,17 @@ _SCRATCH = r"^[a-z0-9][a-z0-9-]{0,62}:[A-Za-z0-9][A-Za-z0-9._-]{2,62}(/.*)?$"
         "execution_timeout": timedelta(hours=6),
     },
     params={
-        "policies": Param(
+        "policies": param(
             None, type=["null", "array"], items={"type": "string", "pattern": _POLICY}, title="Policies",
             description="Backup policies to drill (config/backup/policies.yaml). Empty: every policy.",
         ),
         "dry_run": auto_dry_run_param(),
-        "hash_sample_percent": Param(
+        "hash_sample_percent": param(
             100, type="integer", minimum=0, maximum=100, title="Objects whose bytes are hashed (%)",
             description="Every restored object's size and recorded MD5 are checked; this share of them is also "
                         "read back and hashed (100 = all; the sample is the same keys drill after drill).",
         ),
-        "scratch": Param(
+        "scratch": param(
             None, type=["null", "object"], additionalProperties={"type": "string", "pattern": _SCRATCH},
             title="Scratch locations",
             description='Per policy, where to restore instead of the backup store\'s container, e.g. '

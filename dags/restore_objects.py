@@ -47,10 +47,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.approval import approval_gate
-from include.params import dry_run_param, idempotency_key_param, rate_params, reason_param
+from include.params import dry_run_param, idempotency_key_param, param, rate_params, reason_param
 
 #: How long a human has to answer; no answer = the safe outcome (Reject).
 APPROVAL_TIMEOUT = timedelta(hours=12)
@@ -77,20 +77,20 @@ _DESTINATION = r"^(original|[a-z0-9][a-z0-9-]{0,62}:[A-Za-z0-9][A-Za-z0-9._-]{2,
     params={
         # Required, but nullable: the first task refuses a missing policy listing the known ones (a Param
         # without a default cannot be read back from dag.params, which the unknown-key check does).
-        "policy": Param(
+        "policy": param(
             None, type=["null", "string"], pattern=_POLICY, title="Backup policy",
             description="Required: a policy name from config/backup/policies.yaml (e.g. aws-customer-exports-to-gcp).",
         ),
-        "point": Param(
+        "point": param(
             None, type=["null", "string"], maxLength=200, title="Point in time",
             description="Empty: the newest point. A point id (20261130T061500Z-<run>), a backup run id, or an ISO "
                         "time (2026-11-30T06:00:00Z): the newest point at or before it.",
         ),
-        "prefix": Param(
+        "prefix": param(
             None, type=["null", "string"], maxLength=1024, title="Key prefix",
             description="Only objects whose source key starts with this (e.g. exports/2026/). Empty: every object.",
         ),
-        "destination": Param(
+        "destination": param(
             None, type=["null", "string"], pattern=_DESTINATION, title="Destination",
             description="Empty or 'original': back to the policy's source location, each object to its own key. "
                         "Or a scratch location '<target>:<container>/<prefix>': each source key under that prefix.",

@@ -42,10 +42,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.approval import approval_gate
-from include.params import dry_run_param, idempotency_key_param, rate_params, reason_param
+from include.params import dry_run_param, idempotency_key_param, param, rate_params, reason_param
 
 #: How long a human has to answer; no answer = the safe outcome (Reject).
 APPROVAL_TIMEOUT = timedelta(hours=12)
@@ -67,7 +67,7 @@ ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
         "execution_timeout": timedelta(hours=2),
     },
     params={
-        "environment": Param(
+        "environment": param(
             type="string", pattern=ENVIRONMENT_PATTERN, title="Environment",
             description="The spec whose resources to delete: config/environments/<environment>.yaml.",
         ),

@@ -24,13 +24,24 @@ POLICY_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 #: ``max_concurrency`` / ``max_errors`` in a form: the rule of include/changes/rate.py:parse_limit (which
 #: re-exports it). Defined here so that a DAG's form does not import the change engine at parse time.
 LIMIT_PATTERN = r"^[0-9]+%?$"
+#: Every runbook parameter's schema is JSON Schema draft 7. Airflow checks a Param's schema against its
+#: meta-schema on every resolve (``jsonschema.validate``: at DAG serialization, at each trigger, in each task),
+#: and draft 2020-12's meta-schema (jsonschema's default) costs about three times draft 7's: 0.46 ms against
+#: 0.14 ms per check here. Every keyword the runbooks use (type, enum, items, pattern, minimum / maximum,
+#: minItems, format) means the same in both drafts.
+SCHEMA_DIALECT = "http://json-schema.org/draft-07/schema#"
+
+
+def param(*args: Any, **schema: Any) -> Param:
+    """``airflow.sdk.Param`` with the runbooks' schema dialect (:data:`SCHEMA_DIALECT`); same arguments."""
+    from airflow.sdk import Param
+
+    return Param(*args, **{"$schema": SCHEMA_DIALECT, **schema})
 
 
 def targets_param() -> Param:
     """The ``targets`` form field: target names from config/targets.yaml, empty for all."""
-    from airflow.sdk import Param
-
-    return Param(
+    return param(
         None,
         type=["null", "array"],
         items={"type": "string", "pattern": TARGET_NAME_PATTERN},
@@ -41,9 +52,7 @@ def targets_param() -> Param:
 
 def dry_run_param() -> Param:
     """``dry_run``: on by default, so a person who triggers a mutating runbook sees the plan first."""
-    from airflow.sdk import Param
-
-    return Param(
+    return param(
         True, type="boolean", title="Dry run",
         description="Plan and show each change, change nothing. Turn off to apply (after approval).",
     )
@@ -52,9 +61,7 @@ def dry_run_param() -> Param:
 def auto_dry_run_param() -> Param:
     """``dry_run`` for a runbook that also runs on a schedule: empty = a real run on the schedule, a dry run
     when a person (UI) or a caller (API) triggers it without saying; true / false as given."""
-    from airflow.sdk import Param
-
-    return Param(
+    return param(
         None, type=["null", "boolean"], title="Dry run",
         description="Empty: plan only when triggered by hand or the API, apply on the schedule. "
                     "true: plan and show each change, change nothing. false: apply.",
@@ -71,9 +78,7 @@ def resolve_dry_run(context: Mapping[str, Any]) -> bool:
 
 
 def reason_param() -> Param:
-    from airflow.sdk import Param
-
-    return Param(
+    return param(
         None, type=["null", "string"], maxLength=500, title="Reason",
         description="Why (ticket, incident). Required to apply; recorded in the audit trail.",
     )
@@ -81,14 +86,12 @@ def reason_param() -> Param:
 
 def rate_params(default_concurrency: str = "1", default_errors: str = "100%") -> dict[str, Param]:
     """``max_concurrency`` and ``max_errors`` as AWS SSM Automation defines them (a number or a percentage)."""
-    from airflow.sdk import Param
-
     return {
-        "max_concurrency": Param(
+        "max_concurrency": param(
             default_concurrency, type="string", pattern=LIMIT_PATTERN, title="Max concurrency",
             description="Changes applied at once: a number (3) or a percentage of the change set (10%).",
         ),
-        "max_errors": Param(
+        "max_errors": param(
             default_errors, type="string", pattern=LIMIT_PATTERN, title="Max errors",
             description="Failures tolerated before nothing new is dispatched: a number (0 = stop at the first "
                         "error) or a percentage (10%). Changes already running finish.",
@@ -97,9 +100,7 @@ def rate_params(default_concurrency: str = "1", default_errors: str = "100%") ->
 
 
 def idempotency_key_param() -> Param:
-    from airflow.sdk import Param
-
-    return Param(
+    return param(
         None, type=["null", "string"], maxLength=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]*$",
         title="Idempotency key",
         description="A request or incident id. Runs with the same key share one change ledger: a rerun resumes "
