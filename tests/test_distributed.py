@@ -8,6 +8,7 @@ emulator and the change ledger lives in the metadata database, so no two process
 On it, in order (one topology for the module; each test leaves it whole for the next):
 - inventory -> compliance scan -> a remediation approved through the REST API, end to end, applied in the
   cloud, with tasks spread over both workers;
+- a backup of both demo policies and the restore drill of the points it made, their records in the bucket;
 - a worker killed in the middle of a task (SIGKILL to it and everything below it): the task is retried on
   the other worker and the run completes;
 - the scheduler killed in the middle of a run and started again: the run completes;
@@ -201,6 +202,33 @@ def test_inventory_compliance_and_an_approved_remediation_on_celery_workers(
     assert objects_under("distributed/audit/") or read_audit(run_id=run_id)
     for component in cluster.stack.procs:
         assert not list((cluster.stack.home / "procs" / component).glob("**/inventory.jsonl")), component
+
+
+def test_a_backup_and_its_restore_drill_keep_their_records_in_the_object_store(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other runbooks write through the same data root: a backup of both demo policies, then the drill that
+    restores the points just made, on the Celery workers; reports and drill history land in the bucket."""
+    api = cluster.api
+    for key, value in {**cluster.emulators.environment(), "RUNBOOKS_DATA_DIR": cluster.data_root}.items():
+        monkeypatch.setenv(key, value)
+    from include.backup.drill import read_history
+    from include.backup.policies import load_policies
+    from include.backup.report import read_run_report
+    from localdev.stack import BACKUP_CONF, DRILL_CONF
+
+    policies = [p.name for p in load_policies().policies]
+    backup = run_runbook(api, "backup_object_stores", BACKUP_CONF)
+    assert backup["state"] == "success"
+    for name in policies:
+        report = read_run_report(name, backup["dag_run_id"])
+        assert report is not None and report["point_id"] and not report["errors"], (name, report)
+        assert report["totals"]["copied"] > 0 and report["totals"]["failed"] == 0, report["totals"]
+    drill = run_runbook(api, "restore_drill", DRILL_CONF)
+    assert drill["state"] == "success"
+    lines = [d for d in read_history() if d.get("run_id") == drill["dag_run_id"]]
+    assert sorted(d["policy"] for d in lines) == sorted(policies)
+    assert all(d["success"] and d["mismatches"] == 0 and d["scratch_removed"] for d in lines), lines
+    assert objects_under("distributed/backup/")
 
 
 # ---- faults --------------------------------------------------------------------------------------------
