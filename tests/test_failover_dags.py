@@ -4,9 +4,6 @@ moto and the local endpoints running in this process."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,7 @@ import pytest
 
 from include.audit import read_audit
 from include.failover import history
-from tests.dagrun import run_dag
+from tests.dagrun import run_dag, start_dag
 from tests.test_failover_support import Estate, primary_answers, run_failover, start_estate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -84,17 +81,6 @@ def estate(clean_clouds: Any, data_dir: Path, tmp_path: Path, monkeypatch: pytes
         yield running
 
 
-_CHILD = r"""
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[3])
-assert not bag.import_errors, bag.import_errors
-run = bag.dags[sys.argv[1]].test(run_conf=json.loads(sys.argv[2]))
-print("DAGRUN-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id,
-      "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
-"""
-
-
 def _answer_when_waiting(dag_id: str, task_id: str, option: str, user: str, deadline: float) -> str:
     """Wait until the HITL task waits, then answer through the REST API's own handler; return the run id."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
@@ -128,19 +114,15 @@ def _answer_when_waiting(dag_id: str, task_id: str, option: str, user: str, dead
 def test_failover_dag_with_a_person_approving(estate: Estate, data_dir: Path, airflow_db: Path) -> None:
     estate.services.down("primary")
     conf = {"service": "orders", "incident_id": "INC-DAG-1", "reason": "INC-DAG-1: primary down", "dry_run": False}
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, "failover_service", json.dumps(conf),
-                             str(PROJECT_ROOT / "dags" / "failover_service.py")], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT, env=dict(os.environ),
-                            start_new_session=True)
+    proc = start_dag("failover_service", conf)
     try:
         run_id = _answer_when_waiting("failover_service", "approve_failover", "Approve", "erin",
                                       time.monotonic() + 240)
-        output, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()  # dag.test ignores SIGTERM
-    line = next(x for x in output.splitlines() if x.startswith("DAGRUN-RESULT "))
-    run = json.loads(line.split(" ", 1)[1])
+    except BaseException:
+        proc.kill()
+        raise
+    run = proc.finish(timeout=240)
+    output = run["output"]
     assert run["state"] == "success", output[-4000:]
     tasks = run["tasks"]
     assert tasks["approve_failover"] == "success" and tasks["approve_by_policy"] == "skipped"

@@ -8,16 +8,13 @@ The approval of a teardown is answered through the REST API's own handler while 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dagrun import run_dag
+from tests.dagrun import run_dag, start_dag
 from tests.test_provision_support import aws, bucket_exists, copy_demo, isolate_ledger, table_exists
 
 pytestmark = pytest.mark.slow
@@ -59,37 +56,6 @@ def test_provision_environment_dry_run_then_apply(clean_clouds: Any, airflow_db:
 
 
 # ---- an approval answered while the DAG run waits -----------------------------------------------------------
-_CHILD = r"""
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[3])
-assert not bag.import_errors, bag.import_errors
-run = bag.dags[sys.argv[1]].test(run_conf=json.loads(sys.argv[2]))
-print("DAGRUN-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id,
-      "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
-"""
-
-
-def _start(dag_id: str, conf: dict[str, Any]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _CHILD, dag_id, json.dumps(conf), str(PROJECT_ROOT / "dags" / f"{dag_id}.py")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT, env=dict(os.environ),
-        start_new_session=True)
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # dag.test ignores SIGTERM
-        output, _ = proc.communicate()
-        raise AssertionError(f"dag.test did not finish in {timeout}s:\n{output[-4000:]}") from None
-    for line in output.splitlines():
-        if line.startswith("DAGRUN-RESULT "):
-            return {**json.loads(line.split(" ", 1)[1]), "output": output}
-    raise AssertionError(f"dag.test gave no result (exit {proc.returncode}):\n{output[-4000:]}")
-
-
 def _answer(dag_id: str, task_id: str, option: str, deadline: float) -> str:
     """Wait until ``task_id`` awaits input, then answer it through the REST API's handler; return the run id."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
@@ -127,13 +93,13 @@ def test_teardown_environment_asks_then_deletes(clean_clouds: Any, airflow_db: P
     assert dry["state"] == "success" and dry["tasks"]["report_plan"] == "success", dry["output"][-3000:]
     assert dry["tasks"]["approve_changes"] == "skipped" and bucket_exists("rb-demo-logs")
 
-    proc = _start("teardown_environment", {"environment": "demo", "dry_run": False, "reason": "CHG-21"})
+    proc = start_dag("teardown_environment", {"environment": "demo", "dry_run": False, "reason": "CHG-21"})
     try:
         run_id = _answer("teardown_environment", "approve_changes", "Approve", time.monotonic() + 300)
     except BaseException:
         proc.kill()
         raise
-    result = _finish(proc, timeout=300)
+    result = proc.finish(timeout=300)
     assert result["run_id"] == run_id and result["state"] == "success", result["output"][-4000:]
     tasks = result["tasks"]
     assert tasks["approve_changes"] == tasks["apply_changes"] == tasks["verify_changes"] == tasks["report"] == "success"

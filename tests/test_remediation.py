@@ -9,9 +9,6 @@ each other: after a fix, a re-scan of the re-listed resource passes.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +33,7 @@ from include.compliance.remediation.registry import (
 from include.records import ResourceRecord
 from include.redaction import redact, scrub
 from localdev.emulators import AZURITE_KEY
+from tests.dagrun import start_dag
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AWS, GCP, AZURE = "aws_estate", "gcp_estate", "azure_estate"
@@ -908,38 +906,6 @@ def test_approval_decision_recorded_and_enforced() -> None:
 
 
 # ---- end to end through Airflow (dag.test in a child process, killed on timeout) -------------------------
-_CHILD = r"""
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[2])
-assert not bag.import_errors, bag.import_errors
-run = bag.dags["remediate_findings"].test(run_conf=json.loads(sys.argv[1]))
-print("DAGRUN-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id,
-      "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
-"""
-
-
-def _start_dag(conf: dict[str, Any]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _CHILD, json.dumps(conf), str(PROJECT_ROOT / "dags" / "remediate_findings.py")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT, env=dict(os.environ),
-        start_new_session=True,
-    )
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # dag.test ignores SIGTERM
-        output, _ = proc.communicate()
-        raise AssertionError(f"dag.test did not finish in {timeout}s:\n{output[-4000:]}") from None
-    for line in output.splitlines():
-        if line.startswith("DAGRUN-RESULT "):
-            return {**json.loads(line.split(" ", 1)[1]), "output": output}
-    raise AssertionError(f"dag.test gave no result (exit {proc.returncode}):\n{output[-4000:]}")
-
-
 def _wait_for_approval_request(deadline: float) -> str:
     """The run id once approve_changes is parked in awaiting_input."""
     from airflow.models.taskinstance import TaskInstance
@@ -1005,7 +971,7 @@ def test_dag_approval_path(option: str, clean_clouds: Any, data_dir: Path, airfl
     ids = [f.finding_id for f in _save_scan(records, ["aws_s3_bucket_versioning",
                                                       "azure_storage_container_not_public"])]
     started = time.monotonic()
-    proc = _start_dag({"finding_ids": ids, "dry_run": False, "reason": f"test {option}"})
+    proc = start_dag("remediate_findings", {"finding_ids": ids, "dry_run": False, "reason": f"test {option}"})
     try:
         run_id = _wait_for_approval_request(deadline=time.monotonic() + 240)
         if option == "timeout":
@@ -1015,7 +981,7 @@ def test_dag_approval_path(option: str, clean_clouds: Any, data_dir: Path, airfl
     except BaseException:
         proc.kill()
         raise
-    result = _finish(proc, timeout=240)
+    result = proc.finish(timeout=240)
     print(f"{option} dag.test: {time.monotonic() - started:.1f}s")
     assert result["run_id"] == run_id
     assert result["state"] == "success", result["output"][-4000:]

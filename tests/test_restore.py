@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from include.backup.restore import (
 from include.changes import engine, report
 from include.changes.runbook import ChangeSet
 from include.targets import load_targets
+from tests.dagrun import start_dag
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -637,38 +636,6 @@ def test_permissions_are_declared_per_destination_cloud(estate: Estate) -> None:
 
 
 # ---- end to end through Airflow (dag.test in a child process, killed on timeout) -----------------------------
-_CHILD = r"""
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[2])
-assert not bag.import_errors, bag.import_errors
-run = bag.dags["restore_objects"].test(run_conf=json.loads(sys.argv[1]))
-print("DAGRUN-RESULT " + json.dumps({"state": str(run.state), "run_id": run.run_id,
-      "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
-"""
-
-
-def _start_dag(conf: dict[str, Any]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", _CHILD, json.dumps(conf), str(PROJECT_ROOT / "dags" / "restore_objects.py")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT, env=dict(os.environ),
-        start_new_session=True,
-    )
-
-
-def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # dag.test ignores SIGTERM
-        output, _ = proc.communicate()
-        raise AssertionError(f"dag.test did not finish in {timeout}s:\n{output[-4000:]}") from None
-    for line in output.splitlines():
-        if line.startswith("DAGRUN-RESULT "):
-            return {**json.loads(line.split(" ", 1)[1]), "output": output}
-    raise AssertionError(f"dag.test gave no result (exit {proc.returncode}):\n{output[-4000:]}")
-
-
 def _wait_for_approval_request(deadline: float) -> str:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -713,7 +680,7 @@ def test_dag_restore_into_the_original_location_after_approval(estate: Estate, a
     wanted = {k: f"{k} at the point".encode() * 20 for k in ("same.txt", "changed.txt", "deleted.txt")}
 
     started = time.monotonic()
-    proc = _start_dag({"policy": name, "dry_run": False, "reason": "INC-7 restore", "idempotency_key": "INC-7"})
+    proc = start_dag("restore_objects", {"policy": name, "dry_run": False, "reason": "INC-7 restore", "idempotency_key": "INC-7"})
     try:
         run_id = _wait_for_approval_request(deadline=time.monotonic() + 240)
         assert estate.get(name, "changed.txt") == b"changed later", "nothing is written before the approval"
@@ -721,7 +688,7 @@ def test_dag_restore_into_the_original_location_after_approval(estate: Estate, a
     except BaseException:
         proc.kill()
         raise
-    result = _finish(proc, timeout=240)
+    result = proc.finish(timeout=240)
     print(f"restore_objects with approval, dag.test: {time.monotonic() - started:.1f}s")
     assert result["state"] == "success", result["output"][-4000:]
     tasks = result["tasks"]
