@@ -12,7 +12,12 @@ authentication (Alertmanager bearer token, PagerDuty and generic HMAC signatures
 routes (config/intake/routes.yaml -> remediate_findings, dry run).
 
 Reported: answer latency p50 / p90 / p99 / max (overall, first deliveries, duplicates), the achieved rate,
-and runs in the metadata DB versus unique incidents (must be equal), plus any non-202 answer.
+and runs in the metadata DB versus unique incidents (must be equal), plus any non-202 answer. A new
+incident is answered once it is in the receiver's outbox; its run is created right after
+(include/intake/outbox.py): the count waits until every accepted run exists (at most 120 s after the
+load) and reports how long that took, and the delay from accept to run per incident (p50 / p99). The CPU
+time of the load client (this process) and of the server (with its drainer) per request is reported too:
+the client shares the 2 cores with the server, so it must stay small.
 
 =========================  =======  ===============================================
 ``BENCH_INTAKE_RATE``      100      requests per second
@@ -61,6 +66,7 @@ PD_SECRET = secrets.token_hex(32)
 GENERIC_SECRET = secrets.token_hex(32)
 SOURCES = ("alertmanager", "pagerduty", "generic")
 RETRIES = 20
+WARM_UP = 30  # incidents delivered before the measurement (caches built), not counted
 
 
 def _free_port() -> int:
@@ -219,12 +225,15 @@ def schedule(rate: int, seconds: int, seed: int = 7) -> list[tuple[float, int, b
 
 
 async def load(base_url: str, plan: list[tuple[float, int, bool]], run_tag: str) -> list[Result]:
-    import httpx
+    """Send ``plan`` open-loop. aiohttp, not httpx: with hundreds of requests in flight httpx's pool costs the
+    client several ms of CPU per request (measured: 13 ms at 100/s), CPU the server on the same 2 cores lacks."""
+    import aiohttp
 
     deliveries = {index: incident(index, run_tag) for _, index, _ in plan}
     results: list[Result] = []
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+    connector = aiohttp.TCPConnector(limit=400, limit_per_host=400)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=timeout) as client:
         started = time.perf_counter() + 0.5
 
         async def one(at: float, index: int, duplicate: bool) -> None:
@@ -233,15 +242,18 @@ async def load(base_url: str, plan: list[tuple[float, int, bool]], run_tag: str)
             for attempt in range(RETRIES + 1):  # as a sender does: a 503 is retried (here after 1 s)
                 sent = time.perf_counter()
                 try:
-                    answer = await client.post(f"/runbooks/hooks/{source}", content=body,
-                                               headers=_signed_now(source, body, headers))
-                    latency = time.perf_counter() - sent
-                    data = answer.json() if answer.headers.get("content-type") == "application/json" else {}
-                    results.append(Result(at, latency, answer.status_code, str(data.get("decision")), duplicate,
+                    async with client.post(f"/runbooks/hooks/{source}", data=body,
+                                           headers=_signed_now(source, body, headers)) as answer:
+                        raw = await answer.read()
+                        latency = time.perf_counter() - sent
+                        status = answer.status
+                        json_answer = answer.content_type == "application/json"
+                    data = json.loads(raw) if json_answer else {}
+                    results.append(Result(at, latency, status, str(data.get("decision")), duplicate,
                                           data.get("run_id"), attempt))
-                    if answer.status_code != 503:
+                    if status != 503:
                         return
-                except httpx.HTTPError as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     results.append(Result(at, time.perf_counter() - sent, 0, type(exc).__name__, duplicate, None,
                                           attempt))
                 await asyncio.sleep(1.0)
@@ -278,6 +290,58 @@ def runs_in_db(db_url: str) -> int:
         engine.dispose()
 
 
+def outbox_lag(db_url: str) -> dict[str, float]:
+    """Accept -> run created per incident (the outbox's ``done_at - accepted_at``), ms; {} without an outbox."""
+    query = "select done_at - accepted_at from runbooks_intake_outbox where run_id like 'intake\\_\\_%' escape '\\' " \
+            "and status = 'created'"
+    try:
+        if db_url.startswith("sqlite:///"):
+            with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
+                values = [float(r[0]) for r in conn.execute(query)]
+        else:
+            from sqlalchemy import create_engine, text
+
+            engine = create_engine(db_url)
+            try:
+                with engine.connect() as conn:
+                    values = [float(r[0]) for r in conn.execute(text(query))]
+            finally:
+                engine.dispose()
+    except Exception:  # no outbox table (a receiver without one)
+        return {}
+    return _percentiles(values)
+
+
+def wait_for_runs(db_url: str, before: int, expected: int, limit: float = 120.0) -> tuple[int, float]:
+    """Runs created since ``before``, polled until ``expected`` (or ``limit`` s); and how long it took."""
+    t0 = time.perf_counter()
+    while True:
+        runs = runs_in_db(db_url) - before
+        if runs >= expected or time.perf_counter() - t0 > limit:
+            return runs, time.perf_counter() - t0
+        time.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds of the server ``pid`` and its descendants: the outbox drainer (its child
+    ``include.intake.outbox``) apart from the rest (the api-server and its workers)."""
+    import psutil
+
+    total = {"server": 0.0, "drainer": 0.0}
+    try:
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                part = "drainer" if "include.intake.outbox" in " ".join(proc.cmdline()) else "server"
+                total[part] += times.user + times.system
+            except psutil.Error:
+                continue
+    except psutil.Error:
+        pass
+    return total
+
+
 def warm_up(base_url: str) -> None:
     import httpx
 
@@ -291,7 +355,7 @@ def warm_up(base_url: str) -> None:
         if time.monotonic() > deadline:
             raise BenchError("the receiver did not come up in 240 s")
         time.sleep(0.5)
-    asyncio.run(load(base_url, [(i * 0.05, i, False) for i in range(30)], "warmup"))  # build caches, then reset
+    asyncio.run(load(base_url, [(i * 0.05, i, False) for i in range(WARM_UP)], "warmup"))  # build caches, then reset
 
 
 def run() -> dict[str, Any]:
@@ -322,20 +386,24 @@ def _measure(rate: int, seconds: int, kind: str, database: str, workers: int, db
     base_url = f"http://127.0.0.1:{port}"
     try:
         warm_up(base_url)
-        before = runs_in_db(db_url)
+        before, _ = wait_for_runs(db_url, 0, WARM_UP, limit=60)  # the warm-up's runs, once created
         plan = schedule(rate, seconds)
         tag = uuid.uuid4().hex[:8]
         print(f"[bench] intake: {len(plan)} requests at {rate}/s for {seconds}s against {kind} "
               f"({workers} worker(s), {database}) ...", file=sys.stderr, flush=True)
         load_before = os.getloadavg()
+        unique_incidents = len({index for _, index, _ in plan})
+        server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
         t0 = time.perf_counter()
         results = asyncio.run(load(base_url, plan, tag))
         wall = time.perf_counter() - t0
-        time.sleep(1)
-        runs = runs_in_db(db_url) - before
+        client_cpu = time.process_time() - client_cpu0
+        runs, drain_s = wait_for_runs(db_url, before, unique_incidents)
+        server_cpu1 = cpu_seconds(proc.pid)
+        server_cpu, drainer_cpu = (server_cpu1[k] - server_cpu0[k] for k in ("server", "drainer"))
+        lag = outbox_lag(db_url)
     finally:
         stop_server(proc)
-    unique_incidents = len({index for _, index, _ in plan})
     statuses: dict[str, int] = {}
     for r in results:
         statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
@@ -364,6 +432,11 @@ def _measure(rate: int, seconds: int, kind: str, database: str, workers: int, db
         "latency_first": _percentiles([r.latency for r in results if not r.duplicate]),
         "latency_duplicate": _percentiles([r.latency for r in results if r.duplicate]),
         "exactly_once": runs == unique_incidents == decisions.get("started", 0),
+        "runs_complete_after_load_s": drain_s,
+        "accept_to_run_ms": lag,
+        "client_cpu_ms_per_request": client_cpu / max(1, len(results)) * 1000,
+        "server_cpu_ms_per_request": server_cpu / max(1, len(results)) * 1000,
+        "drainer_cpu_ms_per_run": drainer_cpu / max(1, runs) * 1000,
         "command": "python -m bench intake",
     }
     rows = [[name, f"{p['p50_ms']:.1f}", f"{p['p90_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['max_ms']:.1f}", p["n"]]
@@ -374,7 +447,11 @@ def _measure(rate: int, seconds: int, kind: str, database: str, workers: int, db
     summary = (f"{len(results)} requests in {wall:.1f}s ({data['achieved_rate_per_s']:.1f}/s) against {kind} "
                f"({workers} worker(s), {database}; load average {load_before[0]:.1f} before); "
                f"statuses {statuses}; runs started {runs} vs unique incidents {unique_incidents} "
-               f"({'equal' if data['exactly_once'] else 'NOT EQUAL'})")
+               f"({'equal' if data['exactly_once'] else 'NOT EQUAL'}), all runs created {drain_s:.1f}s after the load"
+               + (f" (accept -> run p50 {lag['p50_ms']:.0f} ms, p99 {lag['p99_ms']:.0f} ms)" if lag else "")
+               + f"; CPU per request: client {data['client_cpu_ms_per_request']:.2f} ms, "
+               f"server {data['server_cpu_ms_per_request']:.2f} ms; drainer CPU per run "
+               f"{data['drainer_cpu_ms_per_run']:.2f} ms")
     print(table + "\n" + summary, flush=True)
     markdown = "\n".join([
         "# Incident intake under load", "",

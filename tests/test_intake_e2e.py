@@ -101,6 +101,16 @@ def _parsed(stack: Stack, dag_id: str = DAG) -> bool:
         return False
 
 
+def created_runs(stack: Stack, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The runs matching ``run_id``, once the receiver's outbox drainer has created the answered one."""
+    def listed() -> list[dict[str, Any]] | None:
+        runs: list[dict[str, Any]] = stack.get(f"/api/v2/dags/{dag_id}/dagRuns?run_id_pattern={run_id}")["dag_runs"]
+        return runs if any(r["dag_run_id"] == run_id for r in runs) else None
+
+    found: list[dict[str, Any]] = _until(f"run {run_id} of {dag_id} to be created", listed, timeout=60, interval=0.5)
+    return found
+
+
 def check_alert_starts_the_runbook_once(stack: Stack, data: Path | None) -> str:
     hook = f"{stack.url}/runbooks/hooks/alertmanager"
     group = unique("e2e-")
@@ -119,7 +129,7 @@ def check_alert_starts_the_runbook_once(stack: Stack, data: Path | None) -> str:
     resolved = json.dumps(public_bucket_alert(group, [PUBLIC_BUCKET], status="resolved")).encode()
     ignored = httpx.post(hook, content=resolved, headers=token, timeout=60)
     assert ignored.status_code == 202 and ignored.json()["decision"] == "ignored", ignored.text
-    runs = stack.get(f"/api/v2/dags/{DAG}/dagRuns?run_id_pattern={run_id}")["dag_runs"]
+    runs = created_runs(stack, DAG, run_id)
     assert [r["dag_run_id"] for r in runs] == [run_id]
     assert runs[0]["conf"]["dry_run"] is True and runs[0]["conf"]["resources"] == [PUBLIC_BUCKET]
     assert runs[0]["triggering_user_name"] == "intake:alertmanager"
@@ -242,7 +252,7 @@ def start_service_down_incident(stack: Stack, service: str = "orders") -> str:
 def check_service_down_fails_over_once(stack: Stack, data: Path | None, run_id: str, service: str = "orders") -> str:
     """Follow the incident's run to a verified failover, approved by the service's policy (critical)."""
     dag = "failover_service"
-    runs = stack.get(f"/api/v2/dags/{dag}/dagRuns?run_id_pattern={run_id}")["dag_runs"]
+    runs = created_runs(stack, dag, run_id)
     assert [r["dag_run_id"] for r in runs] == [run_id] and runs[0]["triggering_user_name"] == "intake:alertmanager"
     assert runs[0]["conf"] == {"service": service, "incident_id": run_id, "severity": "critical", "dry_run": False,
                                "reason": f"Alertmanager ServiceDown for {service}: {service} does not answer"}

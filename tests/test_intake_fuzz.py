@@ -59,6 +59,7 @@ def deliver(client: TestClient, source: str, payload: Any) -> Any:
     if answer.status_code == 202:
         assert result["decision"] in ("started", "duplicate", "ignored")
         if result["decision"] != "ignored":
+            client.app.state.intake.launcher.drain()  # what the receiver's drainer does right after the answer
             [run] = runs_of(result["dag_id"], result["run_id"])
             assert task_count(result["dag_id"], result["run_id"]) == 8  # whole, never partial
             assert run.conf["idempotency_key"] == result["run_id"]

@@ -1,7 +1,9 @@
 """The receiver mounted in a real ``airflow api-server`` (the plugin, as Airflow loads it), and the CLI
 against that server's REST API v2 with a token.
 
-No scheduler runs here: runs are created and stay queued. Following a run to its end and answering an
+No scheduler runs here: runs are created and stay queued. A new incident is answered once it is in the
+receiver's outbox; the receiver's drainer (its own process, started with the API server) creates the run
+right after, so the checks on a run wait for it to exist (and one checks what the drainer does at start-up). Following a run to its end and answering an
 approval need the whole stack: ``tests/test_intake_e2e.py`` does that through ``airflow standalone``.
 """
 
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,6 +63,26 @@ class Server:
         return httpx.get(self.url + path, headers={"Authorization": f"Bearer {self.token()}"}, timeout=30)
 
 
+def wait_for_run(server: Server, dag_id: str, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The run as Airflow's REST API shows it, once the receiver's drainer has created it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = server.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        if answer.status_code == 200:
+            run: dict[str, Any] = answer.json()
+            return run
+        assert answer.status_code == 404, answer.text
+        assert time.monotonic() < deadline, f"run {run_id} of {dag_id} not created in {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+#: Accepted by a receiver that "crashed" before its drainer created the run (inserted before the server starts).
+_LEFT = f"intake__generic__{unique('left-')}"
+LEFT_PENDING = {"run_id": _LEFT, "actor": "intake:generic",  # the conf as the receiver stores it (with the key)
+                "conf": {"dry_run": True, "rule": "aws_s3_bucket_versioning", "resources": ["rb-left-pending"],
+                         "idempotency_key": _LEFT}}
+
+
 @pytest.fixture(scope="module")
 def server(intake_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:  # noqa: F811
     """``airflow api-server`` on a free loopback port, on this session's DB, with the intake connections."""
@@ -79,6 +102,10 @@ def server(intake_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RUNBOOKS_DATA_DIR": str(root / "data"),
         "PYTHONPATH": str(PROJECT_ROOT),
     })
+    from include.intake import outbox
+
+    assert outbox.accept(outbox.ensure_table(), "remediate_findings", LEFT_PENDING["run_id"], LEFT_PENDING["conf"],
+                         LEFT_PENDING["actor"])
     log = root / "api-server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port",
@@ -107,6 +134,14 @@ def server(intake_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 # ---- the plugin in Airflow's API server ---------------------------------------------------------------------
+def test_an_incident_accepted_before_the_server_started_gets_its_run_at_start_up(server: Server) -> None:
+    """First in this module: no request has reached /runbooks yet. The outbox row of an incident answered 202 by a receiver that died before creating its run: the API
+    server's start builds the receiver, whose drainer creates the run, with no delivery needed to trigger it."""
+    run = wait_for_run(server, "remediate_findings", LEFT_PENDING["run_id"])
+    assert run["conf"] == LEFT_PENDING["conf"]
+    assert run["triggering_user_name"] == "intake:generic" and run["state"] == "queued"
+
+
 def test_the_plugin_is_mounted_and_starts_a_run_once(server: Server) -> None:
     health = httpx.get(f"{server.url}/runbooks/health", timeout=30)
     assert health.status_code == 200 and health.json()["routing"]["ok"] is True
@@ -115,13 +150,14 @@ def test_the_plugin_is_mounted_and_starts_a_run_once(server: Server) -> None:
     first = httpx.post(f"{server.url}/runbooks/hooks/alertmanager", content=body, headers=headers, timeout=30)
     assert first.status_code == 202 and first.json()["decision"] == "started", first.text
     run_id = first.json()["run_id"]
+    assert first.json()["state"] == "pending"  # accepted (in the outbox); the drainer creates the run
     # the run as Airflow's own REST API shows it
-    run = server.get(f"/api/v2/dags/remediate_findings/dagRuns/{run_id}").json()
+    run = wait_for_run(server, "remediate_findings", run_id)
     assert run["state"] == "queued" and run["run_type"] == "manual" and run["triggered_by"] == "rest_api"
     assert run["triggering_user_name"] == "intake:alertmanager"
     assert run["conf"]["idempotency_key"] == run_id and run["conf"]["resources"] == ["rb-prod-public-website"]
     again = httpx.post(f"{server.url}/runbooks/hooks/alertmanager", content=body, headers=headers, timeout=30)
-    assert again.json() == {**first.json(), "decision": "duplicate"}
+    assert again.json() == {**first.json(), "decision": "duplicate", "state": "queued"}
     # the receiver's own authentication, not Airflow's: an Airflow token is not an intake token
     airflow_token = {"Authorization": f"Bearer {server.token()}"}
     assert httpx.post(f"{server.url}/runbooks/hooks/alertmanager", content=body, headers=airflow_token,
@@ -141,6 +177,7 @@ def test_twenty_concurrent_deliveries_through_the_server_start_one_run(server: S
     assert [a.status_code for a in answers] == [202] * 20, [a.text for a in answers]
     assert sorted(a.json()["decision"] for a in answers) == ["duplicate"] * 19 + ["started"]
     [run_id] = {a.json()["run_id"] for a in answers}
+    wait_for_run(server, "remediate_findings", run_id)
     listed = server.get(f"/api/v2/dags/remediate_findings/dagRuns?run_id_pattern={run_id}").json()
     assert [r["dag_run_id"] for r in listed["dag_runs"]] == [run_id]
 

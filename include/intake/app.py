@@ -5,27 +5,32 @@
     POST /runbooks/hooks/generic        any JSON sender, X-Runbooks-Timestamp + X-Runbooks-Signature
     GET  /runbooks/health               routing file loaded? which sources have a secret? (never the secret)
 
-The body is read in chunks and refused with 413 as soon as it passes the limit (also when a
+A new incident is answered once it is durably in the outbox (``state: pending``); its DAG run, with the
+run id answered, is created right after (include/intake/outbox.py). The body is read in chunks and refused with 413 as soon as it passes the limit (also when a
 Content-Length announces more), so nothing oversized is buffered or parsed. The work (database, audit
-file) runs in the thread pool, never on the event loop.
+file) runs in the receiver's thread pool, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from include.intake.credentials import SecretStore
 from include.intake.events import SOURCES
 from include.intake.routing import RouteStore, RoutingError
-from include.intake.runs import AirflowLauncher, Launcher
+from include.intake.runs import AirflowLauncher, Drainer, Launcher
 from include.intake.service import Answer, Delivery, Intake
 
 log = logging.getLogger("runbooks.intake")
+#: Deliveries handled at once per api-server worker (the rest wait for a thread).
+WORKER_THREADS = 64
 
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     202: {"description": "Accepted: `started` (new run), `duplicate` (the incident's run exists) or `ignored`."},
@@ -56,9 +61,21 @@ def _response(answer: Answer) -> JSONResponse:
     return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 
+def default_drainer() -> Drainer:
+    """``RUNBOOKS_INTAKE_DRAINER``: ``process`` (default), ``thread`` or ``none`` (see include.intake.outbox)."""
+    value = os.environ.get("RUNBOOKS_INTAKE_DRAINER", "process").strip().lower()
+    if value not in ("process", "thread", "none"):
+        raise ValueError(f"RUNBOOKS_INTAKE_DRAINER must be process, thread or none, not {value!r}")
+    return cast(Drainer, value)
+
+
 def create_app(intake: Intake | None = None, launcher: Launcher | None = None) -> FastAPI:
-    """The receiver app (its own :class:`Intake` on Airflow's database unless one is given)."""
-    intake = intake or Intake(RouteStore(), SecretStore(), launcher or AirflowLauncher())
+    """The receiver app (its own :class:`Intake` on Airflow's database unless one is given).
+
+    Built without a launcher, it starts the outbox drainer (:mod:`include.intake.outbox`), which first
+    creates the runs of incidents accepted before a restart.
+    """
+    intake = intake or Intake(RouteStore(), SecretStore(), launcher or AirflowLauncher(default_drainer()))
     app = FastAPI(
         title="Runbooks incident intake",
         version="1",
@@ -67,6 +84,13 @@ def create_app(intake: Intake | None = None, launcher: Launcher | None = None) -
         redoc_url=None,
     )
     app.state.intake = intake
+    # The receiver's own threads, not the API server's shared pool (anyio's, 40 threads): deliveries waiting
+    # for their turn to write never hold up duplicates, nor Airflow's own endpoints.
+    pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="intake")
+
+    async def run_in_threadpool(function: Any, *args: Any) -> Answer:
+        answer: Answer = await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+        return answer
 
     @app.post("/hooks/{source}", status_code=202, responses=_ANSWERS, summary="Receive an alert webhook")
     async def receive(source: str, request: Request) -> JSONResponse:

@@ -8,6 +8,7 @@ first request keeps every other process from paying for it.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -16,6 +17,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+log = logging.getLogger("runbooks.intake")
 
 
 class LazyApp:
@@ -39,5 +41,33 @@ class LazyApp:
         app = self._app or self.build()
         await app(scope, receive, send)
 
+    def build_in_background(self) -> None:
+        """Build the app in a daemon thread now (errors are logged; the first request builds it again)."""
+
+        def build() -> None:
+            try:
+                self.build()
+            except Exception:
+                log.exception("intake: building %s at start-up failed", self.factory)
+
+        threading.Thread(target=build, name="intake-build", daemon=True).start()
+
     def __repr__(self) -> str:
         return f"LazyApp({self.factory!r})"
+
+
+class BuildAtStartup:
+    """Pass-through ASGI middleware for the API server's root app: builds ``lazy`` when the server starts.
+
+    Airflow instantiates a plugin's root middlewares when its API server app starts (only there, once per
+    worker); a mounted app that is not a FastAPI instance gets no lifespan event of its own. Building the
+    receiver then, not on the first delivery, starts its outbox drainer at start-up: the runs of incidents
+    accepted before a crash or restart are created without waiting for the next alert.
+    """
+
+    def __init__(self, app: ASGIApp, lazy: LazyApp) -> None:
+        self.app = app
+        lazy.build_in_background()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)

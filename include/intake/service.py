@@ -10,7 +10,9 @@ so every decision is testable on its own. The order of checks, and the answers:
    runbook's params refuse -> 400 (nothing started)
 5. the routing file is invalid, the runbook is not loaded in Airflow yet, the metadata database is busy
    -> 503 with ``Retry-After`` (a condition of the receiver, not of the input: the sender retries)
-6. otherwise 202: ``started`` (a new run), ``duplicate`` (the incident's run exists: nothing started) or
+6. otherwise 202: ``started`` (a new incident: durably accepted in the outbox with its run id, ``state``
+   ``pending``; the run with that id is created right after, :mod:`include.intake.outbox`), ``duplicate``
+   (the incident is known: nothing started; ``state`` is its run's, or ``pending`` until it exists) or
    ``ignored`` (resolved, not an incident, or no route fits: the reason is in the answer)
 
 Every delivery, whatever the answer, is one audit record (``include.audit``; step ``intake``, action =
