@@ -20,15 +20,20 @@ copy is verified by its checksum at the destination before it counts.
    1. list the source and compare each object with the previous point (size + MD5 / CRC32C, or the S3 ETag);
    2. copy what is new or changed, pinned to the version listed, at most `concurrency` at once, each
       verified by its MD5 at the destination (an existing identical blob is reused, not uploaded);
-   3. when every object verified: validate the manifest with great-expectations (complete against the
-      listing, checksums present and well-formed, no duplicate keys, fresh within the RPO) and write it, last;
+   3. when every object verified: check the manifest's structure (complete against the listing, checksums
+      present and well-formed, no duplicate keys, each blob named by its content) and write it, last;
    4. prune by the policy's retention (GFS): expired points, then only blobs no kept point references;
       every deletion is audited. The reviewed policies file is the approval for pruning;
    5. write `data/backup/<policy>/runs/<run id>.json` and a line in `data/backup/<policy>/history.jsonl`
-      (chart: `history.html`).
+      (chart: `history.html`); for a written point the line waits for its validation (step 3).
    A dry run lists what would be copied and pruned and writes nothing to any cloud (it fails, as a real run
    does, when it cannot read what it plans from).
-3. **check_results**: fails the run listing every policy that failed and every RPO breach (the newest
+3. **validate_points**: great-expectations validates each manifest this run wrote, as stored (complete against
+   the run's source listing, checksums present and well-formed, no duplicate keys, fresh within the RPO), in
+   its own task so that the copying processes stay lean; the verdict goes into the policy's run report and
+   history. A manifest failing a structural check is moved to `quarantine/` (never restored) and the task
+   fails without retry; a stale point is reported, not failed.
+4. **check_results**: fails the run listing every policy that failed and every RPO breach (the newest
    restorable point older than the policy's `rpo`; in a dry run breaches are listed, not enforced).
 
 ## If it fails
@@ -38,6 +43,9 @@ copy is verified by its checksum at the destination before it counts.
   half-copied counts; the blobs that did verify stay, and the next run (the task's retry, or the next
   schedule) copies only what is still missing. `another run is applying changes for key 'backup:<policy>'`:
   an earlier run of that policy is still going; it retries.
+- `validate_points`: the log names each failed check with examples. A quarantined point is not restorable;
+  the next run of the policy writes a new one (the verified blobs are reused). A validation that could not
+  run (store unreachable) leaves the point as written and fails; clear the task to validate again.
 - `check_results` with an RPO breach and no failure: the schedule is sparser than the RPO, or backups have
   failed for a while: see the policy's `history.html`.
 """
@@ -98,6 +106,13 @@ def backup_object_stores() -> None:
         return run(context, name)
 
     @task(trigger_rule="all_done")
+    def validate_points(selected: list[str] | None) -> dict[str, Any]:
+        """Validate with great-expectations each point this run wrote; fail when one does not hold."""
+        from include.backup.runbook import validate_points as validate
+
+        return validate(get_current_context(), selected)
+
+    @task(trigger_rule="all_done")
     def check_results(selected: list[str] | None) -> dict[str, Any]:
         """Fail listing every policy that failed and every RPO breach."""
         from include.backup.runbook import check_results as check
@@ -108,7 +123,8 @@ def backup_object_stores() -> None:
     # Airflow's Task type cannot say so, hence the arg-type ignore (until we use its mypy plugin).
     selected = select_policies()
     backed_up = back_up_policy.expand(name=selected)
-    backed_up >> check_results(selected)  # type: ignore[arg-type]
+    validated = validate_points(selected)  # type: ignore[arg-type]
+    backed_up >> validated >> check_results(selected)  # type: ignore[arg-type]
 
 
 backup_object_stores()

@@ -43,18 +43,22 @@ def test_runbook_backs_up_both_demo_policies_then_skips_them_until_due(
     result = run_dag(DAG, {"dry_run": False})
     assert result["state"] == "success", result["output"][-6000:]
     assert result["tasks"] == {"select_policies": "success", "back_up_policy[0]": "success",
-                               "back_up_policy[1]": "success", "check_results": "success"}
+                               "back_up_policy[1]": "success", "validate_points": "success",
+                               "check_results": "success"}
+    assert result["output"].count("validated by great-expectations in") == 2
     for name in POLICIES:
         report = read_run_report(name, result["run_id"])
         assert report is not None and report["status"] == "succeeded" and report["dry_run"] is False
         assert report["totals"]["copied"] == report["totals"]["listed"] > 0
-        assert report["validation"]["success"] is True and report["rpo"]["breached"] is False
+        # validated by great-expectations in the validate_points task, after the copy task wrote the point
+        assert report["validation"]["success"] is True and report["validation_pending"] is False
+        assert report["rpo"]["breached"] is False
         destination = places(load_policies().get(name))[1]
         points = list_points(destination.store, destination.container, destination.prefix)
         assert points == [report["point_id"]]
         manifest = read_manifest(destination.store, destination.container, destination.prefix, points[0])
         assert len(manifest.entries) == report["totals"]["listed"]
-        assert [h.run_id for h in read_history(name)] == [result["run_id"]]
+        assert [(h.run_id, h.validation_success) for h in read_history(name)] == [(result["run_id"], True)]
     assert {r.runbook for r in read_audit(step="backup")} == {DAG}
     # the run ran as a manual run with dry_run false; nothing leaks the emulator credentials into reports
     text = "".join(p.read_text() for p in (data_dir / "backup").rglob("*.json"))
@@ -64,6 +68,8 @@ def test_runbook_backs_up_both_demo_policies_then_skips_them_until_due(
     again = run_dag(DAG, {"dry_run": False})
     assert again["state"] == "success", again["output"][-6000:]
     assert again["tasks"]["back_up_policy[0]"] == again["tasks"]["back_up_policy[1]"] == "skipped"
+    assert again["tasks"]["validate_points"] == "success"  # nothing written, nothing to validate
+    assert again["output"].count(": no point written by this run: nothing to validate") == 2
     assert again["output"].count(": skipped (not due); newest point") == 2
     assert all(read_run_report(name, again["run_id"]) is None for name in POLICIES)
 
@@ -89,6 +95,7 @@ def test_unknown_policy_or_parameter_is_refused_before_anything_runs(
     result = run_dag(DAG, {"policies": ["no-such-policy"], "dry_run": False})
     assert result["state"] == "failed"
     assert result["tasks"]["select_policies"] == "failed" and result["tasks"]["check_results"] == "failed"
+    assert result["tasks"]["validate_points"] == "failed"
     assert "unknown backup policy 'no-such-policy'; known: aws-customer-exports-to-gcp, gcp-app-data-to-azure" in (
         result["output"])
     typo = run_dag(DAG, {"polices": ["gcp-app-data-to-azure"]})

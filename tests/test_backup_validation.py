@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.backup.manifest import Manifest, ManifestEntry, blob_key, new_point_id
+from include.backup.manifest import Manifest, ManifestEntry, blob_key, new_point_id, structure_problems
 from include.backup.validation import FRESHNESS, ManifestValidation, validate_manifest
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -44,6 +44,7 @@ def test_a_sound_manifest_passes_every_check() -> None:
         "complete against the source listing", "one entry per listed object", FRESHNESS}
     assert result.entries == 3 and result.age_seconds == 300 and result.gx_version
     assert ManifestValidation.from_dict(result.to_dict()) == result
+    assert structure_problems(_manifest(*GOOD), ["a", "b", "dir/c"], "bk/") == []
 
 
 @pytest.mark.parametrize(
@@ -69,6 +70,11 @@ def test_each_kind_of_damage_is_caught(entries: tuple[ManifestEntry, ...], faile
     assert _failed(result) == failed
     if example is not None:
         assert any(example in check.examples for check in result.checks if not check.success), result.failed()
+    # The plain-Python check the backup run applies before writing a manifest (no GX import there) refuses it too.
+    problems = structure_problems(_manifest(*entries), ["a", "b", "dir/c"], "bk/")
+    assert problems, "the pre-write structure check missed what great-expectations caught"
+    if example is not None:
+        assert str(example) in " ".join(problems)
 
 
 def test_completeness_names_missing_and_unlisted_keys() -> None:

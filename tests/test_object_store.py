@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from include.capabilities import CapabilityError, capability
+from include.capabilities._spool import KnownChunks
 from include.capabilities.object_store import (
     CHUNK_SIZE,
     ObjectChangedError,
@@ -138,12 +139,12 @@ def test_read_honours_chunk_size(clean_clouds, cloud: str) -> None:  # type: ign
         next(store.read("rb-chunks", "obj", chunk_size=0))
 
 
-#: What each emulator does when the object is overwritten between two ranges of a pinned read.
-#: aws: moto enforces If-Match (412) -> raises. aws-versioned: the VersionId keeps serving the old
-#: version -> exactly the old bytes. gcp: gcp-storage-emulator ignores generation= and serves the new
+#: What each emulator does when the object is overwritten between two chunks of a pinned read.
+#: aws and aws-versioned: one GET per read, answered from the pinned version (If-Match / VersionId) before
+#: the overwrite -> exactly the old bytes (a stale pin raises: test_stale_pin_raises_before_any_byte). gcp: gcp-storage-emulator ignores generation= and serves the new
 #: bytes; the per-range metadata check sees the new generation -> raises. azure: Azurite enforces the
 #: ETag condition (412) -> raises.
-OVERWRITE_OUTCOME = {"aws": "raises", "aws-versioned": "old bytes", "gcp": "raises", "azure": "raises"}
+OVERWRITE_OUTCOME = {"aws": "old bytes", "aws-versioned": "old bytes", "gcp": "raises", "azure": "raises"}
 
 
 @pytest.mark.parametrize("case", sorted(OVERWRITE_OUTCOME))
@@ -259,6 +260,16 @@ def test_failed_source_leaves_the_object_intact(clean_clouds, cloud: str) -> Non
         store.write("rb-intact", "obj", failing())
     assert store.stat("rb-intact", "obj") == before
     assert b"".join(store.read("rb-intact", "obj")) == b"keep me"
+    # The same with size and MD5 announced (what the backup copier passes): GCS streams it in one PUT, unspooled.
+    with pytest.raises(ObjectChangedError):
+        store.write("rb-intact", "obj", KnownChunks(failing(), "0" * 32, 3 * CHUNK_SIZE))
+    assert store.stat("rb-intact", "obj") == before
+    assert b"".join(store.read("rb-intact", "obj")) == b"keep me"
+    data = os.urandom(CHUNK_SIZE + 5)
+    digest = hashlib.md5(data).hexdigest()
+    written = store.write("rb-intact", "known", KnownChunks([data[:CHUNK_SIZE], data[CHUNK_SIZE:]], digest, len(data)))
+    assert (written.size, written.md5) == (len(data), digest)
+    assert b"".join(store.read("rb-intact", "known")) == data
 
 
 def test_pin_must_name_the_object_read() -> None:

@@ -14,6 +14,9 @@ every pair of clouds. What travels, and why:
 3. **Copy** each new or changed object (a bounded pool of ``concurrency`` threads), read **pinned to the
    version listed** (``read(..., pin=info)``), streamed chunk by chunk:
 
+   - S3 listings give no MD5 but the ETag: a single-part ETag (32 hex digits) is taken as the MD5 to copy by,
+     without a HEAD, once the read's own GET headers prove it (not SSE-KMS / SSE-C; else the HEAD path below);
+     the destination's MD5 of what it stored must then equal it (step 4).
    - MD5 known before reading (GCS, Azure, S3 single-part non-KMS or written by this project): the blob key
      ``blobs/<md5[:2]>/<md5>-<size>`` is known; when that blob already exists with that MD5 (stored by an
      earlier point, an interrupted run, or another key with the same content) nothing is uploaded
@@ -33,16 +36,17 @@ The caller writes the manifest only when every object verified (:mod:`include.ba
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from include.backup.manifest import ManifestEntry, blob_key, write_object
-from include.capabilities._spool import spool
+from include.capabilities._spool import KnownChunks, SpooledChunks, spool
 from include.capabilities.object_store import CHUNK_SIZE, ObjectChangedError, ObjectInfo, ObjectLock, ObjectStore
 from include.clouds.errors import classify
 from include.redaction import error_text
@@ -180,10 +184,37 @@ class Outcome:
         return data
 
 
-def _file_chunks(handle: IO[bytes], size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    while data := handle.read(size):
-        yield data
-        del data
+#: A single-part S3 ETag: 32 hex digits (a multipart one ends in ``-<parts>``).
+_PLAIN_ETAG = re.compile(r"[0-9a-f]{32}")
+
+
+class _NeedsHead(Exception):
+    """The listing's ETag cannot be taken for the content MD5 (yet): stat the object first."""
+
+
+def _etag_is_md5(stream: Iterable[bytes], candidate: str) -> Iterator[bytes]:
+    """``stream``, once the source's answer proved ``candidate`` (its ETag) is the content MD5; else _NeedsHead.
+
+    Checked when the first piece arrives (the GET's headers are known then), before any piece is passed on, so a
+    destination has received nothing when the copy falls back to the HEAD path.
+    """
+    started = False
+    for chunk in stream:
+        if not started:
+            _check_served(stream, candidate)
+            started = True
+        yield chunk
+        del chunk
+    if not started:
+        _check_served(stream, candidate)
+
+
+def _check_served(stream: Iterable[bytes], candidate: str) -> None:
+    served: ObjectInfo | None = getattr(stream, "served", None)
+    if served is None:
+        raise _NeedsHead("this store's read does not say what it served")
+    if served.md5 != candidate:
+        raise _NeedsHead("its ETag is not a content MD5 (SSE-KMS / SSE-C)")
 
 
 def _counted(chunks: Iterable[bytes], counter: list[int]) -> Iterator[bytes]:
@@ -280,6 +311,11 @@ class Copier:
 
     def _copy_once(self, listed: ObjectInfo) -> Outcome:
         info = listed
+        if info.md5 is None and listed.etag and _PLAIN_ETAG.fullmatch(listed.etag):
+            try:
+                return self._copy_listed_etag(listed, listed.etag)
+            except _NeedsHead as why:
+                log.debug("%s: %s; asking the source", self.source.url(listed.key), why)
         if info.md5 is None:
             # Listings without an MD5 (S3): a HEAD may know it (single-part non-KMS ETag, or the MD5 this
             # project stored) and names the version id. It must still be the version listed.
@@ -303,14 +339,43 @@ class Copier:
             existing = self._existing(blob, info.md5, info.size)
             if existing is not None:
                 return Outcome(info.key, "deduplicated", info.size, entry=self._entry(info, blob, existing))
-            chunks = _counted(
+            chunks = KnownChunks(_counted(
                 self.source.store.read(self.source.container, info.key, pin=info, chunk_size=self.chunk_size), read,
-            )
+            ), info.md5, info.size)
             written = write_object(self.destination.store, self.destination.container, blob, chunks,
                                    metadata=self._metadata(), lock=self.lock)
             self._verify(written, info.md5, info.size, info.crc32c)
             self._stored(written)
         return Outcome(info.key, "copied", info.size, entry=self._entry(info, blob, written),
+                       bytes_copied=written.size, bytes_read=read[0])
+
+    def _copy_listed_etag(self, listed: ObjectInfo, candidate: str) -> Outcome:
+        """Copy an object whose listing gave no MD5 but a single-part ETag (S3), without a HEAD first.
+
+        Such an ETag is the content MD5 unless the object is encrypted with SSE-KMS / SSE-C, which only the object's
+        own headers tell. The read's GET answers with those headers (``served``): before the first byte is handed
+        to the destination, :func:`_etag_is_md5` requires them to prove the ETag is the content MD5 (the rule of a
+        HEAD); else :class:`_NeedsHead` and the caller falls back to HEAD + hashing. The read is pinned to the
+        listed ETag (``If-Match``), and the version actually read (the GET's ``VersionId``) goes into the manifest.
+        Deduplication against an existing blob is left to the HEAD path: it must rest on a proven MD5 before
+        anything is read.
+        """
+        blob = blob_key(self.destination.prefix, candidate, listed.size)
+        read = [0]
+        with self.blob_locks(blob):
+            if self._existing(blob, candidate, listed.size) is not None:
+                raise _NeedsHead("its blob may exist already")
+            stream = self.source.store.read(self.source.container, listed.key, pin=listed, chunk_size=self.chunk_size)
+            chunks = KnownChunks(_counted(_etag_is_md5(stream, candidate), read), candidate, listed.size)
+            written = write_object(self.destination.store, self.destination.container, blob, chunks,
+                                   metadata=self._metadata(), lock=self.lock)
+            # What proves the match: the destination's own MD5 of the bytes it stored (GCS md5Hash, the MD5 Azure
+            # verified / computed, S3's MD5 check) equals the source's MD5, and the sizes agree.
+            self._verify(written, candidate, listed.size, listed.crc32c)
+            self._stored(written)
+        served: ObjectInfo = stream.served  # type: ignore[attr-defined]  # _etag_is_md5 checked it is there
+        info = replace(served, crc32c=served.crc32c or listed.crc32c)
+        return Outcome(listed.key, "copied", listed.size, entry=self._entry(info, blob, written),
                        bytes_copied=written.size, bytes_read=read[0])
 
     def _copy_hashed(self, info: ObjectInfo) -> Outcome:
@@ -327,7 +392,8 @@ class Copier:
                     return Outcome(info.key, "deduplicated", size, entry=self._entry(known, blob, existing),
                                    bytes_read=size)
                 written = write_object(self.destination.store, self.destination.container, blob,
-                                       _file_chunks(handle), metadata=self._metadata(), lock=self.lock)
+                                       SpooledChunks(handle, md5, size, self.chunk_size), metadata=self._metadata(),
+                                       lock=self.lock)
                 self._verify(written, md5, size, info.crc32c)
                 self._stored(written)
         finally:

@@ -2,6 +2,8 @@
 
     data/backup/<policy>/runs/<run id>.json     one report per run (also dry runs): totals, failures, plan,
                                                 manifest validation, retention, RPO
+    data/backup/<policy>/listings/<run id>.json the source keys a run's point was made from (what the
+                                                validate_points task checks its manifest against)
     data/backup/<policy>/history.jsonl          one line per real run (succeeded or failed): time, point id,
                                                 objects, copied, reused, bytes copied, seconds, RPO age,
                                                 validation success
@@ -56,6 +58,25 @@ def read_run_report(policy: str, run_id: str, base: DataPath | None = None) -> d
         return None
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def listing_path(policy: str, run_id: str, base: DataPath | None = None) -> DataPath:
+    return policy_dir(policy, base) / "listings" / f"{safe_segment(run_id)}.json"
+
+
+def write_listing(policy: str, run_id: str, point_id: str, keys: Sequence[str], base: DataPath | None = None) -> DataPath:
+    """Record the source listing a run's point was made from (what validating its manifest later compares with)."""
+    path = listing_path(policy, run_id, base)
+    atomic_write_text(path, json.dumps({"point_id": point_id, "keys": list(keys)}, separators=(",", ":")))
+    return path
+
+
+def read_listing(policy: str, run_id: str, point_id: str, base: DataPath | None = None) -> list[str]:
+    """The source listing :func:`write_listing` recorded for ``point_id``; ``ValueError`` when it is another point's."""
+    data = json.loads(listing_path(policy, run_id, base).read_text())
+    if data.get("point_id") != point_id:
+        raise ValueError(f"the listing of run {run_id} is of point {data.get('point_id')}, not {point_id}")
+    return [str(key) for key in data["keys"]]
 
 
 @dataclass(frozen=True)

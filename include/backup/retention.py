@@ -10,7 +10,8 @@ from under you, because periods without a point do not count. A point kept for s
 
 1. the manifests of the points not kept;
 2. then only the blobs that no kept manifest references (every kept manifest is read first; if any of them
-   cannot be read, nothing at all is deleted, because what it needs is unknown).
+   cannot be read, nothing at all is deleted, because what it needs is unknown). A run that stored no blob
+   does not list every blob: only those of the expiring points can have become unreferenced.
 
 Nothing else under the store is touched: only ``points/<point id>.json`` and ``blobs/xx/<md5>-<size>`` keys.
 The runbook prunes right after it wrote a new point, holding the policy's lease, so no backup of the same
@@ -91,6 +92,7 @@ class PruneResult:
     bytes_freed: int = 0
     blobs_kept: int = 0
     errors: list[str] = field(default_factory=list)
+    blobs_swept: bool = True  # False: the blob listing was skipped (see ``prune(sweep_blobs=)``)
 
     @property
     def ok(self) -> bool:
@@ -130,19 +132,28 @@ def prune(
     known: dict[str, Manifest] | None = None,
     extra_point: str | None = None,
     on_delete: Deleted | None = None,
+    sweep_blobs: bool = True,
 ) -> PruneResult:
     """Delete the points ``retention`` does not keep, then the blobs no kept point references.
 
     ``known``: manifests already in memory by point id (the one just written), not read again.
     ``extra_point``: a point that does not exist yet but will (a dry run plans as if this run had written it).
     ``on_delete`` is called after each deletion (the audit trail).
+    ``sweep_blobs`` False (a run that stored no blob): do not list every blob; only the blobs named by the expiring
+    points and by no kept one are deleted (none when no point expires). Leftovers of an earlier failed run wait for
+    the next full sweep (the next run that stores a blob).
     """
     points = list_points(place.store, place.container, place.prefix)
     plan = plan_retention([*points, *([extra_point] if extra_point else [])], retention)
     result = PruneResult(plan=plan, dry_run=dry_run)
+    if not plan.prune and not sweep_blobs:
+        # Nothing expires and nothing to sweep: neither the kept manifests nor the blobs need to be read.
+        result.blobs_swept = False
+        return result
     kept = _read_kept(place, plan, points, known or {}, extra_point, result)
     if result.errors:
         return result
+    expired = None if sweep_blobs else _read_expired(place, plan)
     for point in plan.prune:
         key = point_key(place.prefix, point)
         if not dry_run:
@@ -150,17 +161,38 @@ def prune(
             if on_delete:
                 on_delete("point", key, 0)
         result.points_deleted.append(point)
-    needed = referenced_blobs(kept)
-    for info in place.store.list_objects(place.container, f"{place.prefix}blobs/"):
-        if not _BLOB_NAME.match(info.key[len(place.prefix):]):
+    for key, size in _unreferenced(place, referenced_blobs(kept), expired, result):
+        if not _BLOB_NAME.match(key[len(place.prefix):]):
             continue  # not ours: never touched
+        if not dry_run:
+            place.store.delete(place.container, key)
+            if on_delete:
+                on_delete("blob", key, size)
+        result.blobs_deleted.append(key)
+        result.bytes_freed += size
+    return result
+
+
+def _read_expired(place: Place, plan: RetentionPlan) -> list[Manifest] | None:
+    """The manifests of the expiring points (read before they are deleted), or None when one cannot be read (then
+    the whole blob listing is swept instead): only their blobs can have become unreferenced."""
+    try:
+        return [read_manifest(place.store, place.container, place.prefix, point) for point in plan.prune]
+    except Exception:
+        return None
+
+
+def _unreferenced(place: Place, needed: set[str], expired: list[Manifest] | None,
+                  result: PruneResult) -> list[tuple[str, int]]:
+    """(key, size) of the blobs no kept point needs: of the expired points' blobs, else of the whole listing."""
+    if expired is not None:
+        result.blobs_swept = False
+        sizes = {e.blob: e.size for m in expired for e in m.entries if e.blob not in needed}
+        return [(key, sizes[key]) for key in sorted(sizes)]
+    found = []
+    for info in place.store.list_objects(place.container, f"{place.prefix}blobs/"):
         if info.key in needed:
             result.blobs_kept += 1
-            continue
-        if not dry_run:
-            place.store.delete(place.container, info.key)
-            if on_delete:
-                on_delete("blob", info.key, info.size)
-        result.blobs_deleted.append(info.key)
-        result.bytes_freed += info.size
-    return result
+        else:
+            found.append((info.key, info.size))
+    return found

@@ -3,6 +3,8 @@
 - :func:`select_policies`: refuse unknown conf keys and unknown policy names (no retry), return the names.
 - :func:`back_up_policy`: one mapped task per policy: skip it unless it is due (or named, or forced), then
   :func:`include.backup.runner.back_up`.
+- :func:`validate_points`: great-expectations on each point the run wrote, in its own task (so the copying
+  process never imports it).
 - :func:`check_results`: fail the run listing every policy that failed and every RPO breach.
 
 Which policies run: ``force``, or named in ``policies``, or due (their own schedule fired since their newest
@@ -28,7 +30,9 @@ from include.backup.runner import (
     places,
     rpo_status,
     utc_now,
+    validate_point,
 )
+from include.backup.validation import ManifestValidation
 from include.params import check_conf, resolve_dry_run
 
 
@@ -61,7 +65,8 @@ def select_policies(context: Mapping[str, Any]) -> list[str]:
 
 
 def _summary(report: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("policy", "status", "dry_run", "point_id", "previous_point", "totals", "rpo", "report", "seconds")
+    keys = ("policy", "status", "dry_run", "point_id", "previous_point", "totals", "rpo", "report", "seconds",
+            "validation_pending", "validation_seconds")
     summary = {key: report.get(key) for key in keys}
     validation = report.get("validation")
     summary["validation_success"] = validation.get("success") if validation else None
@@ -107,7 +112,7 @@ def back_up_policy(context: Mapping[str, Any], name: str) -> dict[str, Any]:
     try:
         report = back_up(
             policy, run_id=str(context["run_id"]), dry_run=resolve_dry_run(context),
-            actor=actor_from_context(context), stores=(source, destination),
+            actor=actor_from_context(context), stores=(source, destination), defer_validation=True,
             params={"force": bool(params.get("force")), "policies": params.get("policies")},
         )
     except BackupConfigError as exc:
@@ -117,6 +122,57 @@ def back_up_policy(context: Mapping[str, Any], name: str) -> dict[str, Any]:
         raise
     _print(report)
     return _summary(report)
+
+
+def validate_points(context: Mapping[str, Any], selected: list[str] | None) -> dict[str, Any]:
+    """great-expectations on each point this run wrote (after every copy task, in this task's own process).
+
+    Fails (loudly, listing each policy) when a manifest fails a structural check (it is quarantined, see
+    :func:`include.backup.runner.validate_point`) or cannot be validated; a stale point is reported, not failed.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    if selected is None:
+        raise AirflowFailException("select_policies refused the request (see its log): nothing to validate")
+    run_id = str(context["run_id"])
+    config = load_policies()
+    results: dict[str, Any] = {}
+    problems: list[str] = []  # a verdict: failing again cannot change it (no retry)
+    errors: list[str] = []  # validation did not run: a retry may succeed
+    for name in selected:
+        previous = read_run_report(name, run_id)
+        if previous is not None and previous.get("quarantined"):  # a retry after the verdict: still a failure
+            problems.append(f"{name}: point {previous.get('point_id')} failed validation and was quarantined at "
+                            f"{previous['quarantined']}")
+            results[name] = {"validated": True, "success": False}
+            continue
+        try:
+            report = validate_point(config.get(name), run_id)
+        except BackupFailed as exc:
+            problems.append(f"{name}: {exc}")
+            results[name] = {"validated": True, "success": False}
+            continue
+        except Exception as exc:
+            errors.append(f"{name}: the manifest could not be validated: {brief_error(exc)}")
+            results[name] = {"validated": False, "error": brief_error(exc)}
+            continue
+        if report is None:
+            print(f"{name}: no point written by this run: nothing to validate")
+            results[name] = {"validated": False}
+            continue
+        validation = report["validation"]
+        results[name] = {"validated": True, "success": validation["success"], "point_id": report["point_id"],
+                         "seconds": report.get("validation_seconds")}
+        print(f"{name}: point {report['point_id']} validated by great-expectations in {validation['seconds']} s: "
+              + ("every check held" if validation["success"] else "; ".join(
+                  ManifestValidation.from_dict(validation).failed())))
+    if problems:
+        raise AirflowFailException(f"{len(problems)} manifest validation problem(s) in {RUNBOOK} {run_id}:\n"
+                                   + "\n".join(problems + errors))
+    if errors:
+        raise RuntimeError(f"{len(errors)} manifest(s) of {RUNBOOK} {run_id} could not be validated (retried):\n"
+                           + "\n".join(errors))
+    return {"run_id": run_id, "policies": results}
 
 
 def check_results(context: Mapping[str, Any], selected: list[str] | None) -> dict[str, Any]:
@@ -138,6 +194,10 @@ def check_results(context: Mapping[str, Any], selected: list[str] | None) -> dic
             status = str(report["status"])
             if status == "failed":
                 failed.append(f"{name}: " + "; ".join(report.get("errors") or ["see its log"]))
+            elif report.get("validation_pending"):
+                status = "not validated"
+                failed.append(f"{name}: point {report.get('point_id')} was written but great-expectations did not "
+                              "validate it (see the validate_points task's log)")
         else:
             try:
                 due = due_state(policy, store, utc_now())

@@ -14,8 +14,10 @@ of one policy, and a run and a prune, never overlap:
 
 1. read the newest readable point (the previous manifest) and list the source;
 2. copy what is new or changed (:mod:`include.backup.copier`), verified at the destination;
-3. if every object verified: build the manifest, validate it with great-expectations
-   (:mod:`include.backup.validation`), and only if its structure holds, write it (the last write);
+3. if every object verified: build the manifest, check its structure (:func:`include.backup.manifest.structure_problems`;
+   with ``validate`` and not ``defer_validation`` also great-expectations, :mod:`include.backup.validation`), and
+   only if it holds, write it (the last write). The runbook defers great-expectations to its ``validate_points``
+   task (:func:`validate_point`), so that the copying process never imports it;
 4. prune by retention (:mod:`include.backup.retention`), each deletion audited;
 5. write the run report and a history line (:mod:`include.backup.report`); a failed run raises
    :class:`BackupFailed` after writing them.
@@ -52,14 +54,19 @@ from include.backup.manifest import (
     list_points,
     point_time,
     read_manifest,
+    structure_problems,
     write_manifest,
+    write_object,
 )
 from include.backup.policies import BackupPolicy, Location
 from include.backup.report import (
     REPORT_FORMAT,
     HistoryLine,
     append_history,
+    read_listing,
+    read_run_report,
     render_history_html,
+    write_listing,
     write_run_report,
 )
 from include.backup.retention import prune
@@ -319,7 +326,7 @@ def _copy_phase(run: Run, lease: Any, progress: Callable[[Outcome], None] | None
 
 
 def _finish_real(run: Run, report: dict[str, Any], phase: Mapping[str, Any], lease: Any,
-                 validate: bool) -> Manifest | None:
+                 validate: bool, defer_validation: bool = False) -> Manifest | None:
     """Validate and write the manifest when every object verified, then prune. Fills ``report``."""
     from include.backup.manifest import new_point_id
 
@@ -335,11 +342,18 @@ def _finish_real(run: Run, report: dict[str, Any], phase: Mapping[str, Any], lea
     stats = {**report["totals"], "previous_point": plan.previous_point, "locked_until": locked_until,
              "seconds": round((run.clock() - plan.started_at).total_seconds(), 3)}
     manifest = _manifest(run, plan, outcomes, point_id, stats)
-    if validate:
+    listed_keys = [info.key for info in plan.listed]
+    # The same structural rules great-expectations checks, in plain Python (no GX import in the copying process):
+    # a manifest that breaks one is never written, whether GX runs here, later in its own task, or not at all.
+    problems = structure_problems(manifest, listed_keys, run.destination.prefix)
+    if problems:
+        report["errors"].append("the manifest is malformed, it was not written: " + "; ".join(problems))
+        return None
+    if validate and not defer_validation:
         from include.backup.validation import validate_manifest
 
         checked = validate_manifest(manifest, rpo=run.policy.rpo, now=run.clock(),
-                                    listed_keys=[info.key for info in plan.listed], prefix=run.destination.prefix)
+                                    listed_keys=listed_keys, prefix=run.destination.prefix)
         report["validation"] = checked.to_dict()
         if not checked.structural_success:
             report["errors"].append("the manifest failed validation, it was not written: " + "; ".join(checked.failed()))
@@ -350,10 +364,21 @@ def _finish_real(run: Run, report: dict[str, Any], phase: Mapping[str, Any], lea
     key = write_manifest(run.destination.store, run.destination.container, run.destination.prefix, manifest,
                          lock=object_lock(run.policy, plan.started_at))
     report["point_id"], report["manifest"] = point_id, key
+    if validate and defer_validation:
+        # great-expectations runs in the runbook's next task (validate_points), on the manifest as stored and this
+        # listing: the copying process never imports it. Until then the point is written but not yet validated.
+        write_listing(run.policy.name, run.run_id, point_id, listed_keys, run.base)
+        report["validation_pending"] = True
     run.record(step="backup", action="write backup point", outcome="changed", resource=run.destination.url(key),
                after={k: report["totals"][k] for k in ("listed", "copied", "deduplicated", "reused", "bytes_copied")})
     _prune(run, report, manifest, lease)
     return manifest
+
+
+def _stored_blobs(report: Mapping[str, Any]) -> bool:
+    """Whether this run wrote or touched blobs (copied, deduplicated onto, or failed part-way)."""
+    totals = report["totals"]
+    return bool(totals["copied"] or totals["deduplicated"] or totals["failed"] or totals["not_attempted"])
 
 
 def _prune(run: Run, report: dict[str, Any], manifest: Manifest | None, lease: Any) -> None:
@@ -371,6 +396,7 @@ def _prune(run: Run, report: dict[str, Any], manifest: Manifest | None, lease: A
             run.destination, run.policy.retention, dry_run=run.dry_run,
             known={manifest.point_id: manifest} if manifest else None,
             extra_point=report["point_id"] if run.dry_run else None, on_delete=None if run.dry_run else deleted,
+            sweep_blobs=run.dry_run or _stored_blobs(report),
         )
     except Exception as exc:
         report["errors"].append(f"retention failed part-way (what was deleted is audited): {brief_error(exc)}")
@@ -392,6 +418,7 @@ def back_up(
     clock: Callable[[], datetime] = utc_now,
     progress: Callable[[Outcome], None] | None = None,
     validate: bool = True,
+    defer_validation: bool = False,
     params: Mapping[str, Any] | None = None,
     base: Path | None = None,
 ) -> dict[str, Any]:
@@ -400,7 +427,12 @@ def back_up(
     ``ledger``: the change ledger holding the policy's lease (default: the ``runbooks_state`` connection);
     ``holder``: who holds it (default ``backup_object_stores:<run id>``: a retry of the same run takes it back);
     ``stores``: (source, destination) places to use instead of the policy's targets (tests);
-    ``progress``: called with each object's outcome as it completes.
+    ``progress``: called with each object's outcome as it completes;
+    ``validate``: check the manifest with great-expectations before writing it (``False``: only the plain-Python
+    structure check of :func:`include.backup.manifest.structure_problems`, which always runs);
+    ``defer_validation``: write the manifest after the structure check and leave great-expectations to
+    :func:`validate_point` in another process (the runbook's ``validate_points`` task): the report says
+    ``validation_pending`` and the history line is written by :func:`validate_point`, with the verdict.
     Raises :class:`BackupFailed` (after writing the report and history) when the run did not write a complete,
     verified point; :class:`BackupConfigError` when the policy cannot run as configured.
     """
@@ -430,7 +462,7 @@ def back_up(
             with (ledger or Ledger.from_connection()).lease(f"backup:{policy.name}", holder or f"{RUNBOOK}:{run_id}") as lease:
                 phase = _copy_phase(run, lease, progress)
                 _fill(report, phase)
-                written = _finish_real(run, report, phase, lease, validate)
+                written = _finish_real(run, report, phase, lease, validate, defer_validation)
     except BackupConfigError as exc:
         refused = exc
         report["errors"].append(str(exc))
@@ -445,8 +477,8 @@ def back_up(
     elif not dry_run:
         report["status"] = "succeeded" if written is not None else "failed"
     report["report"] = str(write_run_report(report, base))
-    if not dry_run:
-        _history(run, report)
+    if not dry_run and not report.get("validation_pending"):
+        _history(run.policy, run_id, report, base)
     step, action = ("plan", "plan backup point") if dry_run else ("backup", "write backup point")
     if report["status"] == "failed":
         run.record(step=step, action=action, outcome="failed", resource=destination.label,
@@ -487,20 +519,91 @@ def _plan_only(run: Run, report: dict[str, Any]) -> None:
     _prune(run, report, None, None)
 
 
-def _history(run: Run, report: Mapping[str, Any]) -> None:
+def _history(policy: BackupPolicy, run_id: str, report: Mapping[str, Any], base: Path | None) -> None:
     totals, rpo = report["totals"], report["rpo"] or {}
     validation = report.get("validation")
     append_history(HistoryLine(
-        time=str(report["finished_at"]), policy=run.policy.name, run_id=run.run_id, status=str(report["status"]),
+        time=str(report["finished_at"]), policy=policy.name, run_id=run_id, status=str(report["status"]),
         point_id=report["point_id"] if report.get("manifest") else None, objects=totals["listed"],
         copied=totals["copied"], reused=totals["reused"], deduplicated=totals["deduplicated"],
         failed=totals["failed"] + totals["not_attempted"], bytes_copied=totals["bytes_copied"],
         bytes_total=totals["bytes_total"], seconds=float(report["seconds"]),
-        rpo_age_seconds=rpo.get("age_seconds"), rpo_seconds=run.policy.rpo.total_seconds(),
+        rpo_age_seconds=rpo.get("age_seconds"), rpo_seconds=policy.rpo.total_seconds(),
         rpo_breached=bool(rpo.get("breached")), validation_success=validation["success"] if validation else None,
-    ), run.base)
+    ), base)
     try:
-        render_history_html(run.policy.name, run.base)
+        render_history_html(policy.name, base)
     except Exception as exc:  # the page is a convenience; the history line is what counts
-        log.warning("history page of %s not rendered: %s", run.policy.name, brief_error(exc))
+        log.warning("history page of %s not rendered: %s", policy.name, brief_error(exc))
 
+
+
+# ---- great-expectations, after the copy, in its own task --------------------------------------------------------
+def quarantine_key(prefix: str, point_id: str) -> str:
+    """Where a point whose manifest failed validation is moved (outside ``points/``: never restored, listed, kept)."""
+    return f"{prefix}quarantine/{point_id}.json"
+
+
+def validate_point(
+    policy: BackupPolicy,
+    run_id: str,
+    *,
+    targets: TargetsConfig | None = None,
+    destination: Place | None = None,
+    ledger: Any = None,
+    holder: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    base: Path | None = None,
+) -> dict[str, Any] | None:
+    """Validate with great-expectations the point a deferred run (``back_up(..., defer_validation=True)``) wrote.
+
+    Reads the run's report, the manifest as stored and the source listing the run recorded; puts the verdict into
+    the report and appends the run's history line. Returns the updated report, or None when the run wrote no point
+    awaiting validation (skipped, dry run, failed before its manifest, or already validated).
+
+    A manifest that fails a structural check is moved out of ``points/`` to ``quarantine/`` (holding the policy's
+    lease), so no restore, drill or due-check can take it for a point; the report then says ``failed`` and
+    :class:`BackupFailed` is raised. Freshness alone is reported, not blocking (as in ``back_up``).
+    """
+    report = read_run_report(policy.name, run_id, base)
+    if report is None or report.get("dry_run") or not report.get("validation_pending"):
+        return None
+    from include.backup.validation import validate_manifest
+
+    place = destination or backup_store(policy, targets)
+    point_id = str(report["point_id"])
+    audit = AuditContext(runbook=RUNBOOK, run_id=run_id, actor="api", dry_run=False, params={"policy": policy.name})
+    begun = time.monotonic()
+    try:
+        manifest = read_manifest(place.store, place.container, place.prefix, point_id)
+        listed = read_listing(policy.name, run_id, point_id, base)
+        checked = validate_manifest(manifest, rpo=policy.rpo, now=clock(), listed_keys=listed, prefix=place.prefix)
+    except Exception as exc:
+        # Not validated is not valid: the point stays (it passed the structure check before it was written), the
+        # task fails loudly, the report keeps ``validation_pending`` (check_results counts it as a failure) and a
+        # retry of the task validates again.
+        raise BackupFailed(f"validation of {policy.name} point {point_id} failed: {brief_error(exc)}", report) from exc
+    report["validation"] = checked.to_dict()
+    report["validation_pending"] = False
+    report["validation_seconds"] = round(time.monotonic() - begun, 3)
+    if not checked.structural_success:
+        failed = "; ".join(checked.failed())
+        report["errors"].append(f"the manifest failed validation and was quarantined: {failed}")
+        report["status"] = "failed"
+        from include.changes.ledger import Ledger
+
+        with (ledger or Ledger.from_connection()).lease(f"backup:{policy.name}", holder or f"{RUNBOOK}:{run_id}"):
+            moved = quarantine_key(place.prefix, point_id)
+            write_object(place.store, place.container, moved, [manifest.to_json().encode()],
+                         metadata={"format": "runbooks.backup.quarantine/1"})
+            place.store.delete(place.container, str(report["manifest"]))
+        write_audit(audit.record(step="validate", action="quarantine invalid backup point", outcome="changed",
+                                 resource=place.url(moved), error=failed[:2000]), base)
+        report["manifest"], report["quarantined"] = None, moved
+        report["rpo"] = rpo_status(policy, place, clock(), None)
+    write_run_report(report, base)
+    _history(policy, run_id, report, base)
+    if report["status"] == "failed":
+        raise BackupFailed(f"the manifest of {policy.name} point {point_id} failed validation: "
+                           + "; ".join(report["errors"]), report)
+    return report

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 #: Up to this many bytes stay in memory; larger content goes to a temporary file. Small, so that a copy
@@ -38,3 +38,45 @@ def spool(chunks: Iterable[bytes]) -> tuple[IO[bytes], str, int]:
         handle.close()
         raise
     return handle, digest.hexdigest(), size
+
+
+class SpooledChunks:
+    """A spooled stream handed on as chunks, still carrying its file, MD5 and size.
+
+    Stores that need the whole content and its MD5 before uploading (S3, GCS) take the file as it is instead of
+    spooling the chunks a second time; other stores just iterate it. The owner closes the file.
+    """
+
+    def __init__(self, handle: IO[bytes], md5: str, size: int, chunk_size: int) -> None:
+        self.handle, self.md5, self.size, self.chunk_size = handle, md5, size, chunk_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.handle.seek(0)
+        while data := self.handle.read(self.chunk_size):
+            yield data
+            del data
+
+
+def spooled(chunks: Iterable[bytes]) -> tuple[IO[bytes], str, int, bool]:
+    """(file at 0, md5 hex, size, owned): the file of ``SpooledChunks`` as is (``owned`` False: the caller of the
+    store closes it), else a new spool of ``chunks`` (``owned`` True: close it when done)."""
+    if isinstance(chunks, SpooledChunks):
+        chunks.handle.seek(0)
+        return chunks.handle, chunks.md5, chunks.size, False
+    handle, md5, size = spool(chunks)
+    return handle, md5, size, True
+
+
+class KnownChunks:
+    """A stream whose size and content MD5 the caller already knows (from the source's listing / checksums).
+
+    A store may use them to stream the content straight to the cloud in one request (GCS) instead of spooling it
+    to learn them; the cloud's own checksum of what it stored must still equal ``md5`` before the copy counts.
+    Other stores just iterate it.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], md5: str, size: int) -> None:
+        self.chunks, self.md5, self.size = chunks, md5, size
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.chunks)

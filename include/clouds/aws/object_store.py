@@ -1,10 +1,11 @@
 """S3 as an :class:`~include.capabilities.object_store.ObjectStore`, through the Amazon provider's S3Hook session.
 
-Reads are ranged GETs, each pinned with ``If-Match`` on the ETag and, in versioned buckets, with the
-``VersionId``: an object overwritten mid-read fails the next range with 412 (or 404 for a deleted
-version) and the stream raises :class:`ObjectChangedError`; a version-pinned read of a versioned bucket
-keeps reading the old version. moto enforces both (``If-Match`` -> 412 PreconditionFailed, a deleted
-``VersionId`` -> 404 NoSuchVersion), so the tests exercise the real paths.
+Reads are one GET per object, pinned with ``If-Match`` on the ETag and, in versioned buckets, with the
+``VersionId``, streamed in chunks (:class:`S3Read`): a pin that no longer holds fails before any byte with 412
+(or 404 for a deleted version) and the stream raises :class:`ObjectChangedError`; once the GET is answered, the
+response is of that one version, so an overwrite during the read cannot mix versions. moto enforces both
+conditions (``If-Match`` -> 412 PreconditionFailed, a deleted ``VersionId`` -> 404 NoSuchVersion), so the tests
+exercise the real paths.
 
 Writes spool the stream (to learn its MD5 first), then send one ``PutObject`` (up to ``CHUNK_SIZE``) or a
 multipart upload whose parts each carry ``Content-MD5``; the whole-content MD5 is kept in the object's
@@ -28,7 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
-from include.capabilities._spool import spool
+from include.capabilities._spool import spooled
 from include.capabilities.object_store import (
     CHUNK_SIZE,
     ObjectChangedError,
@@ -36,7 +37,6 @@ from include.capabilities.object_store import (
     ObjectLock,
     Pin,
     pinned_info,
-    read_ranges,
 )
 from include.clouds.aws.clients import client_for
 from include.clouds.errors import error_code, http_status, is_not_found
@@ -86,6 +86,66 @@ def part_size(size: int) -> int:
     needed = math.ceil(size / MAX_PARTS)
     mib = 1024 * 1024
     return max(CHUNK_SIZE, math.ceil(needed / mib) * mib)
+
+
+class S3Read:
+    """The content of one pinned version, as one ``GetObject`` streamed in pieces (an iterator of bytes).
+
+    One GET, not a GET per range: S3 serves a single response from one version, so the pin (``VersionId`` and
+    ``If-Match``) is checked once and a concurrent overwrite cannot reach this stream (moto builds the whole
+    response at once, too); a stale pin fails before any byte (412 / 404 -> :class:`ObjectChangedError`). Fewer
+    requests than ranges, and no server re-reading a large object for every range. A short body (connection cut)
+    raises. ``served`` is the :class:`ObjectInfo` the GET's headers describe (version, ETag, SSE, metadata), set
+    once the first piece has been requested: callers use it to learn whether the ETag is a content MD5 without a
+    HEAD of their own.
+    """
+
+    def __init__(self, store: S3ObjectStore, container: str, key: str, pin: Pin, chunk_size: int) -> None:
+        self.store, self.container, self.key, self.pin, self.chunk_size = store, container, key, pin, chunk_size
+        self.served: ObjectInfo | None = None
+        self._pieces: Iterator[bytes] | None = None
+
+    def __iter__(self) -> S3Read:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._pieces is None:
+            self._pieces = self._stream()
+        return next(self._pieces)
+
+    def _stream(self) -> Iterator[bytes]:
+        container, key = self.container, self.key
+        info = pinned_info(self.store, container, key, self.pin)
+        location = f"s3://{container}/{key}"
+        conditions: dict[str, str] = {}
+        if info.version:
+            conditions["VersionId"] = info.version
+        if info.etag:
+            conditions["IfMatch"] = _quoted(info.etag)
+        if not conditions:
+            raise ValueError(f"cannot pin a read of {location}: the ObjectInfo has neither version nor ETag")
+        try:
+            response = self.store.client.get_object(Bucket=container, Key=key, **conditions)
+        except Exception as exc:
+            if _changed(exc):
+                raise ObjectChangedError(location, info.version or info.etag, error_code(exc) or str(exc)) from exc
+            raise
+        body = response["Body"]
+        try:
+            self.served = self.store._info(container, key, response)
+            if self.served.size != info.size:
+                raise ObjectChangedError(location, info.version or info.etag,
+                                         f"{self.served.size} bytes served, {info.size} pinned (object size changed)")
+            received = 0
+            while data := body.read(self.chunk_size):
+                received += len(data)
+                yield data
+                del data  # not held while the next piece downloads
+            if received != info.size:
+                raise ObjectChangedError(location, info.version or info.etag,
+                                         f"the body ended after {received} of {info.size} bytes")
+        finally:
+            body.close()
 
 
 class S3ObjectStore:
@@ -145,34 +205,12 @@ class S3ObjectStore:
                 raise KeyError(f"s3://{container}/{key}" + (f"?versionId={version}" if version else "")) from exc
             raise
 
-    def read(self, container: str, key: str, pin: Pin = None, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-        """Ranged GETs of one version: ``VersionId`` when the bucket keeps versions, and ``If-Match`` on the ETag."""
-        info = pinned_info(self, container, key, pin)
-        location = f"s3://{container}/{key}"
-        conditions: dict[str, str] = {}
-        if info.version:
-            conditions["VersionId"] = info.version
-        if info.etag:
-            conditions["IfMatch"] = _quoted(info.etag)
-        if not conditions:
-            raise ValueError(f"cannot pin a read of {location}: the ObjectInfo has neither version nor ETag")
-
-        def fetch(first: int, last: int) -> bytes:
-            try:
-                response = self.client.get_object(
-                    Bucket=container, Key=key, Range=f"bytes={first}-{last}", **conditions,
-                )
-            except Exception as exc:
-                if _changed(exc):
-                    raise ObjectChangedError(location, info.version or info.etag, error_code(exc) or str(exc)) from exc
-                raise
-            body = response["Body"]
-            try:
-                return bytes(body.read())
-            finally:
-                body.close()
-
-        yield from read_ranges(info, location, chunk_size, fetch)
+    def read(self, container: str, key: str, pin: Pin = None, *, chunk_size: int = CHUNK_SIZE) -> S3Read:
+        """One GET of one version (``VersionId`` when the bucket keeps versions, and ``If-Match`` on the ETag),
+        streamed in ``chunk_size`` pieces; the returned iterator's ``served`` is what the GET's headers said."""
+        if chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+        return S3Read(self, container, key, pin, chunk_size)
 
     def write(
         self, container: str, key: str, chunks: Iterable[bytes], *, metadata: dict[str, str] | None = None,
@@ -183,7 +221,7 @@ class S3ObjectStore:
         ``lock``: write the version under S3 Object Lock retention (the bucket must have Object Lock enabled);
         the retention is read back and set again when the store dropped it.
         """
-        handle, md5, size = spool(chunks)
+        handle, md5, size, owned = spooled(chunks)
         meta = {**(metadata or {}), MD5_META: md5}
         extra = _lock_args(lock)
         try:
@@ -194,7 +232,8 @@ class S3ObjectStore:
             else:
                 response = self._multipart(container, key, handle, size, meta, extra)
         finally:
-            handle.close()
+            if owned:
+                handle.close()
         written = self._written(container, key, response)
         if lock is not None:
             self._ensure_lock(written, lock)

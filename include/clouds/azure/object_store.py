@@ -10,7 +10,8 @@ Writes stream without a spool: blocks of ``CHUNK_SIZE`` are staged with a per-bl
 checks, then committed in one ``Put Block List`` carrying the whole-content MD5 (Azure stores that MD5 as
 given for block lists; it is computed here from the very bytes staged). Nothing replaces the blob until
 the commit, so a source that fails mid-stream leaves the old blob intact (uncommitted blocks expire).
-Content shorter than one chunk goes in a single ``Put Blob`` whose MD5 the service verifies.
+Content shorter than one chunk goes in a single ``Put Blob`` whose MD5 the service verifies; its answer
+carries the service's MD5 of what it stored, so no read-back follows (see ``_put_answer``).
 """
 
 from __future__ import annotations
@@ -141,11 +142,15 @@ class BlobObjectStore:
         first = next(pieces, b"")
         if len(first) < CHUNK_SIZE:  # the whole content (only the last piece is short): one Put Blob
             digest.update(first)
+            # validate_content: the SDK sends the body's MD5 as the transactional Content-MD5 and the service refuses
+            # (400 Md5Mismatch) a body that does not match it; content_md5: the same MD5 stored as the blob's
+            # Content-MD5 property (x-ms-blob-content-md5), which listings return.
             response: Mapping[str, Any] = blob.upload_blob(
                 first, length=len(first), overwrite=True, metadata=metadata or None, validate_content=True,
                 content_settings=ContentSettings(content_md5=bytearray(digest.digest())),
             )
-            return self._written(container, key, response)
+            answered = self._put_answer(container, key, response, len(first), digest.hexdigest(), metadata)
+            return answered if answered is not None else self._written(container, key, response)
         # Block ids must have one length per blob; a random prefix keeps concurrent writers' blocks apart.
         prefix = uuid.uuid4().hex
         blocks: list[Any] = []
@@ -166,6 +171,26 @@ class BlobObjectStore:
             content_settings=ContentSettings(content_md5=bytearray(digest.digest())),
         )
         return self._written(container, key, response)
+
+    def _put_answer(
+        self, container: str, key: str, response: Mapping[str, Any], size: int, md5: str,
+        metadata: dict[str, str] | None,
+    ) -> ObjectInfo | None:
+        """What a ``Put Blob`` stored, from its answer alone, or None when the answer does not prove it.
+
+        Proof: the answer's ``Content-MD5`` is the service's MD5 of the body it received and stored; when it equals
+        the MD5 of the bytes sent (which is also the blob's Content-MD5 property now) and the status was a success,
+        the blob holds exactly those ``size`` bytes: no read-back needed. Without that header: None (read back).
+        """
+        served = _hex(response.get("content_md5"))
+        if served is None or served != md5 or not response.get("etag"):
+            return None
+        modified = response.get("last_modified")
+        return ObjectInfo(
+            container=container, key=key, size=size, md5=served, etag=str(response["etag"]).strip('"'),
+            last_modified=utc_iso(modified) if modified else None, metadata=dict(metadata or {}),
+            version=response.get("version_id") or None,
+        )
 
     def _written(self, container: str, key: str, response: Mapping[str, Any]) -> ObjectInfo:
         """Properties of exactly the version just written (conditioned on its ETag)."""
