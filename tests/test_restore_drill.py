@@ -20,6 +20,7 @@ import pytest
 from include.backup import drill
 from include.backup.drill import DrillSpec, Scratch
 from include.backup.restore import RestoreError
+from include.charts import BAD
 from tests.test_restore import SCRATCH, T0, Estate, FakeTI, make_estate, raw_keys, raw_put
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -309,7 +310,7 @@ def test_report_charts_rpo_and_restore_time_per_policy(data_dir: Path) -> None:
     assert len(rpo.findall(f"{ns}polyline")) == 2 and len(restore.findall(f"{ns}polyline")) == 2
     assert len(rpo.findall(f"{ns}circle")) == 8
     assert any(line.get("stroke-dasharray") for line in rpo.findall(f"{ns}line")), "the RPO objective is drawn"
-    failed = [c for c in rpo.findall(f"{ns}circle") if c.get("stroke") == "#d62728"]
+    failed = [c for c in rpo.findall(f"{ns}circle") if c.get("stroke") == BAD]
     assert len(failed) == 1 and "FAILED" in (failed[0].findtext(f"{ns}title") or "")
     # the newest RPO of beta is the highest point: y grows downwards in SVG
     beta = rpo.findall(f"{ns}polyline")[1].get("points", "").split()

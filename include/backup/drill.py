@@ -61,6 +61,7 @@ from include.backup.restore import (
 from include.capabilities.object_store import ObjectStore, hash_stream
 from include.changes import engine
 from include.changes.rate import RateControl
+from include.charts import line_chart
 from include.clouds.errors import is_not_found
 from include.fileio import append_line, atomic_write_text, read_lines
 from include.paths import DataPath, data_root, safe_segment
@@ -457,66 +458,25 @@ def read_history(base: DataPath | None = None) -> list[dict[str, Any]]:
     return sorted(lines, key=lambda line: str(line.get("time")))
 
 
-#: Series colours (no red: a red ring marks a failed drill).
-_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
-
-
-def _parse(moment: str) -> float:
-    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
-
-
 def svg_chart(title: str, unit: str, lines: Sequence[Mapping[str, Any]], value: str, scale: float = 1.0,
-              objective: str | None = None, width: int = 760, height: int = 260) -> str:
-    """An inline SVG line chart of ``value`` per policy over time (points; failed drills in a red ring),
-    with each policy's objective (``objective`` field) as a dashed line."""
-    points = [(ln["policy"], _parse(str(ln["time"])), float(ln[value]) / scale, ln) for ln in lines
-              if ln.get(value) is not None]
-    left, right, top, bottom = 60, 170, 28, 36
-    plot_w, plot_h = width - left - right, height - top - bottom
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
-             f'<text x="{left}" y="18" font-size="14" font-weight="bold">{escape(title)}</text>']
-    if not points:
-        parts.append(f'<text x="{left}" y="{top + plot_h / 2}" font-size="12">no drills recorded yet</text></svg>')
-        return "".join(parts)
-    goals = {str(ln["policy"]): float(ln[objective]) / scale for ln in lines
-             if objective and ln.get(objective) is not None}
-    t0, t1 = min(p[1] for p in points), max(p[1] for p in points)
-    vmax = max([p[2] for p in points] + list(goals.values()) + [1e-9]) * 1.1
-
-    def x(t: float) -> float:
-        return left + (plot_w / 2 if t1 == t0 else (t - t0) / (t1 - t0) * plot_w)
-
-    def y(v: float) -> float:
-        return top + plot_h - v / vmax * plot_h
-
-    parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#444"/>'
-                 f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>')
-    for frac in (0.0, 0.5, 1.0):
-        v = vmax * frac
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{v:.3g}</text>')
-    parts.append(f'<text x="{left}" y="{height - 20}" font-size="10">{escape(_iso(datetime.fromtimestamp(t0, UTC)))}</text>'
-                 f'<text x="{left + plot_w}" y="{height - 20}" font-size="10" text-anchor="end">'
-                 f'{escape(_iso(datetime.fromtimestamp(t1, UTC)))}</text>'
-                 f'<text x="{left}" y="{height - 6}" font-size="10">{escape(unit)}</text>')
-    for n, policy in enumerate(sorted({p[0] for p in points})):
-        colour = _COLOURS[n % len(_COLOURS)]
-        mine = sorted((p for p in points if p[0] == policy), key=lambda p: p[1])
-        coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for _, t, v, _ in mine)
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
-        for _, t, v, ln in mine:
-            ring = "" if ln.get("success") else ' stroke="#d62728" stroke-width="2"'
-            parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="3.5" fill="{colour}"{ring}>'
-                         f'<title>{escape(policy)} {escape(str(ln["time"]))}: {v:.3g} {escape(unit)}'
-                         f'{"" if ln.get("success") else " (FAILED)"}</title></circle>')
-        if policy in goals:
-            parts.append(f'<line x1="{left}" y1="{y(goals[policy]):.1f}" x2="{left + plot_w}" y2="{y(goals[policy]):.1f}" '
-                         f'stroke="{colour}" stroke-dasharray="5,4" stroke-width="1"/>')
-        ly = top + 14 + n * 16
-        parts.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{left + plot_w + 28}" y="{ly}" font-size="11">{escape(policy)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+              objective: str | None = None) -> str:
+    """A line chart (include/charts.py) of ``value`` per policy over the drills' times: failed drills in a red
+    ring, each policy's objective (``objective`` field) as a dashed line."""
+    points = [ln for ln in lines if ln.get(value) is not None]
+    labels = sorted({str(ln["time"]) for ln in points})
+    at = {label: i for i, label in enumerate(labels)}
+    series: dict[str, list[float | None]] = {}
+    failed: dict[str, list[bool]] = {}
+    limits: dict[str, float] = {}
+    for ln in points:
+        policy = str(ln["policy"])
+        series.setdefault(policy, [None] * len(labels))[at[str(ln["time"])]] = float(ln[value]) / scale
+        failed.setdefault(policy, [False] * len(labels))[at[str(ln["time"])]] = not ln.get("success")
+        if objective and ln.get(objective) is not None:
+            limits[policy] = float(ln[objective]) / scale
+    ordered = {policy: series[policy] for policy in sorted(series)}
+    return line_chart(title, labels, ordered, unit=f" {unit}", limits=limits, failed=failed, width=760, height=260,
+                      empty="no drills recorded yet")
 
 
 def render_report(lines: Sequence[Mapping[str, Any]]) -> str:
@@ -543,9 +503,11 @@ def render_report(lines: Sequence[Mapping[str, Any]]) -> str:
         "<h1>Restore drills</h1>"
         f"<p>{len(lines)} drill(s) recorded; {sum(1 for ln in lines if not ln.get('success'))} failed. Dashed lines: "
         "each policy's RPO objective. A red ring marks a failed drill.</p>"
-        + svg_chart("RPO: age of the newest restorable point at the drill", "hours", lines, "rpo_seconds",
+        + "<h2>RPO: age of the newest restorable point at the drill</h2>"
+        + svg_chart("RPO: age of the newest restorable point at the drill", "h", lines, "rpo_seconds",
                     scale=3600, objective="rpo_objective_seconds")
-        + svg_chart("Restore time (plan + apply) of the newest point", "seconds", lines, "restore_seconds")
+        + "<h2>Restore time (plan + apply) of the newest point</h2>"
+        + svg_chart("Restore time (plan + apply) of the newest point", "s", lines, "restore_seconds")
         + f"<h2>Latest drills</h2><table><tr>{head}</tr>{''.join(rows)}</table></body></html>"
     )
 

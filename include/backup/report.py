@@ -17,11 +17,12 @@ object-store data root each line is its own object (:func:`include.fileio.append
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from html import escape
 from typing import Any
 
+from include.charts import line_chart
 from include.fileio import append_line, atomic_write_text, read_lines
 from include.paths import DataPath, data_root, safe_segment
 from include.redaction import redact
@@ -122,40 +123,14 @@ def read_history(policy: str, base: DataPath | None = None) -> list[HistoryLine]
 
 
 # ---- the history page --------------------------------------------------------------------------------------
-def _chart(title: str, lines: Sequence[HistoryLine], series: Sequence[tuple[str, str, Any]],
-           *, unit: str, width: int = 760, height: int = 200, limit: float | None = None) -> str:
-    """An inline SVG line chart of ``series`` (label, colour, value getter) over the history."""
-    left, right, top, bottom = 64, 16, 12, 30
-    plot_w, plot_h = width - left - right, height - top - bottom
-    values = [float(get(line) or 0) for line in lines for _, _, get in series]
-    top_value = max([1.0, *values, *([limit] if limit else [])])
-
-    def x(i: int) -> float:
-        return left + (plot_w / 2 if len(lines) == 1 else plot_w * i / (len(lines) - 1))
-
-    def y(value: float) -> float:
-        return top + plot_h * (1 - value / top_value)
-
-    parts = [f'<h2>{escape(title)}</h2><svg role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg" '
-             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
-             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#d5d9e0"/>']
-    for fraction in (0.0, 0.5, 1.0):
-        value = top_value * fraction
-        parts.append(f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:,.0f} {escape(unit)}</text>')
-    if limit:
-        parts.append(f'<line class="limit" x1="{left}" x2="{left + plot_w}" y1="{y(limit):.1f}" y2="{y(limit):.1f}" '
-                     'stroke="#c0392b" stroke-dasharray="4 3"/>')
-    for label, colour, get in series:
-        coords = " ".join(f"{x(i):.1f},{y(float(get(line) or 0)):.1f}" for i, line in enumerate(lines))
-        if len(lines) > 1:
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
-        for i, line in enumerate(lines):
-            css = "pt bad" if line.status != "succeeded" else "pt"
-            parts.append(f'<circle class="{css}" cx="{x(i):.1f}" cy="{y(float(get(line) or 0)):.1f}" r="3.5" '
-                         f'fill="{colour}"><title>{escape(line.time)}: {escape(label)} {get(line)}</title></circle>')
-    parts.append("</svg>")
-    legend = "".join(f'<span style="color:{c}">&#9632; {escape(label)}</span> ' for label, c, _ in series)
-    return "".join(parts) + f'<div class="legend">{legend}</div>'
+def _chart(title: str, lines: Sequence[HistoryLine], name: str, get: Callable[[HistoryLine], float | None], *,
+           unit: str, colour: str, limit: float | None = None) -> str:
+    """A heading and a line chart (include/charts.py) of one value over the history; a failed run in a red ring."""
+    labels = [line.time for line in lines]
+    chart = line_chart(title, labels, {name: [float(get(line) or 0) for line in lines]}, unit=unit, width=760,
+                       height=200, limits={name: limit} if limit else None, colours={name: colour},
+                       failed={name: [line.status != "succeeded" for line in lines]})
+    return f"<h2>{escape(title)}</h2>{chart}"
 
 
 def render_history_html(policy: str, base: DataPath | None = None) -> DataPath:
@@ -166,10 +141,10 @@ def render_history_html(policy: str, base: DataPath | None = None) -> DataPath:
     if lines:
         rpo = float(lines[-1].rpo_seconds) / 60
         charts = (
-            _chart("Age of the newest restorable point (minutes) against the RPO", lines,
-                   [("RPO age", "#1d2330", lambda h: round((h.rpo_age_seconds or 0) / 60, 1))], unit="min", limit=rpo)
-            + _chart("Bytes copied per run", lines, [("bytes copied", "#2a6fb0", lambda h: h.bytes_copied)], unit="B")
-            + _chart("Run duration (seconds)", lines, [("seconds", "#6a4c93", lambda h: h.seconds)], unit="s")
+            _chart("Age of the newest restorable point (minutes) against the RPO", lines, "RPO age",
+                   lambda h: round((h.rpo_age_seconds or 0) / 60, 1), unit=" min", colour="#1d2330", limit=rpo)
+            + _chart("Bytes copied per run", lines, "bytes copied", lambda h: h.bytes_copied, unit=" B", colour="#2a6fb0")
+            + _chart("Run duration (seconds)", lines, "seconds", lambda h: h.seconds, unit=" s", colour="#6a4c93")
         )
     rows = "".join(
         f"<tr><td>{escape(h.time)}</td><td>{escape(h.status)}</td><td>{escape(h.point_id or '-')}</td>"

@@ -1,6 +1,6 @@
 """The dashboard page: gather each section the user may see, render it as one server-side HTML page.
 
-Plain HTML and inline SVG (include/dashboard/svg.py): no JavaScript, nothing fetched from elsewhere, readable
+Plain HTML and inline SVG (include/charts.py): no JavaScript, nothing fetched from elsewhere, readable
 in the Airflow UI's frame and on its own at ``/runbooks-dashboard/``.
 """
 
@@ -12,9 +12,9 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+from include.charts import bar_chart, line_chart
 from include.dashboard import data
 from include.dashboard.registry import RUNBOOKS, SECTIONS, Section, runbooks_of
-from include.dashboard.svg import bar_chart, line_chart
 
 Approvals = Callable[[Collection[str] | None], list[dict[str, Any]]]
 
