@@ -58,18 +58,12 @@ FINDING = "aws_s3_bucket_versioning:0123456789abcdef"
 @pytest.fixture(scope="module")
 def intake_db(airflow_db: Path) -> Iterator[Path]:
     """The migrated DB with the project's runbooks serialized; the intake connections in the environment."""
-    saved = {key: os.environ.get(key) for key in connection_env()}
-    os.environ.update(connection_env())
-    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], check=True, env=dict(os.environ),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in connection_env().items():
+            patch.setenv(key, value)
+        subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], check=True, env=dict(os.environ),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
         yield airflow_db
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def runs_of(dag_id: str, run_id: str | None = None, prefix: str | None = None) -> list[Any]:

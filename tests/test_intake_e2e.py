@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.test_intake_payloads import am_alert, am_payload, public_bucket_alert, unique
 
@@ -216,19 +217,13 @@ def primary_down(home: Path, service: str = "orders") -> Iterator[None]:
 
     env = {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)
            for conn_id, conn in Emulators.load(home / "emulators.json").connections().items()}
-    saved = {key: os.environ.get(key) for key in env}
     wait_for_local_endpoints(service)  # fixed loopback addresses: another demo on this machine may hold them
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
         with local_failover_estate(service) as (services, _lag):
             services.down("primary")
             yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def start_service_down_incident(stack: Stack, service: str = "orders") -> str:
