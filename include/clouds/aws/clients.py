@@ -33,6 +33,28 @@ _SESSIONS: dict[tuple[str, str], Any] = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
+def parse_timestamp(value: Any) -> Any:
+    """botocore's timestamp parser, minus dateutil for the ISO 8601 form that listings carry.
+
+    botocore parses every timestamp of a response (an S3 listing's ``LastModified``, one per object) with
+    ``dateutil``: ~50 us each here, most of the client-side CPU of listing 10,000 unchanged objects.
+    ``datetime.fromisoformat`` reads the same strings to the same instant (UTC-aware) in ~0.1 us; anything
+    else (epoch numbers, RFC 822 headers, a string without a zone) goes to botocore's own parser.
+    """
+    from datetime import datetime
+
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return botocore_parse(value)
+        if parsed.tzinfo is not None:
+            return parsed
+    return botocore_parse(value)
+
+
 def partition(region: str) -> str:
     """The ARN partition of a region (``aws``, ``aws-cn``, ``aws-us-gov``)."""
     if region.startswith("cn-"):
@@ -90,6 +112,10 @@ def client_for(target: HasConnId | str, service: str, region: str | None = None)
             # An access-denied error names the IAM permission the call needs (S3 says only "Access Denied").
             session.events.register("after-call", name_denied_permission, unique_id="runbooks-denied-permission")
             session.events.register("before-parameter-build.s3", remember_version, unique_id="runbooks-s3-version")
+            # botocore's public parser defaults, on this session's factory (boto3 keeps the botocore session in
+            # ``_session``): every client of the session parses timestamps with parse_timestamp above.
+            session._session.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=parse_timestamp)
         return session.client(
             service_name=hook.service_name,
             region_name=region_name,
