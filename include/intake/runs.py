@@ -79,6 +79,11 @@ class Launcher(Protocol):
     def launch(self, dag_id: str, run_id: str, conf: Mapping[str, Any], *, actor: str) -> Launched: ...
 
 
+def _busy(waited: float) -> RunbookUnavailable:
+    """The 503 of a delivery (or drain) that did not get its turn at the database within ``waited`` seconds."""
+    return RunbookUnavailable(f"too many new incidents at once (waited {waited:.0f} s for the database): retry")
+
+
 def _dry_run_of(conf: Any) -> bool | None:
     value = conf.get("dry_run") if isinstance(conf, Mapping) else None
     return value if isinstance(value, bool) else None
@@ -219,12 +224,11 @@ class AirflowLauncher:
             return
         limit = WRITE_WAIT_S if wait is None else wait
         if not self._write_lock.acquire(timeout=limit):
-            raise RunbookUnavailable(f"too many new incidents at once (waited {limit:.0f} s for the database): retry")
+            raise _busy(limit)
         try:
             with outbox.file_lock(self.engine, limit) as locked:
                 if not locked:
-                    raise RunbookUnavailable(f"too many new incidents at once (waited {limit:.0f} s for the database): "
-                                             "retry")
+                    raise _busy(limit)
                 yield
         finally:
             self._write_lock.release()
@@ -328,8 +332,7 @@ class AirflowLauncher:
         with self._queue_lock:
             if item in self._queue:
                 self._queue.remove(item)
-                raise RunbookUnavailable(f"too many new incidents at once (waited {WRITE_WAIT_S:.0f} s for the "
-                                         "database): retry")
+                raise _busy(WRITE_WAIT_S)
 
     def runbook(self, dag_id: str, max_age: float = 0.0) -> Runbook:
         """The runbook's latest DAG version and state (reused for ``max_age`` seconds); raises
