@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,6 +271,47 @@ def test_failed_source_leaves_the_object_intact(clean_clouds, cloud: str) -> Non
     written = store.write("rb-intact", "known", KnownChunks([data[:CHUNK_SIZE], data[CHUNK_SIZE:]], digest, len(data)))
     assert (written.size, written.md5) == (len(data), digest)
     assert b"".join(store.read("rb-intact", "known")) == data
+
+
+def test_s3_listing_reads_pages_itself(clean_clouds, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The S3 listing takes each page's raw <Contents> away from botocore's parser, reads them itself and asks for
+    the next page meanwhile: across pages, with keys that need URL and XML escaping, it lists exactly what a plain
+    botocore listing of the same bucket lists; an error reaches the caller; a caller that stops early stops the
+    fetching thread."""
+    import threading
+
+    from include.clouds.aws import object_store as aws
+
+    monkeypatch.setattr(aws, "LIST_PAGE_KEYS", 3)  # 10 keys: 4 pages
+    store = _store("aws")
+    _make_container("aws", "rb-listing")
+    keys = ["plain.txt", "dir/sub/a b+c.bin", "amp&lt<gt>\"quote'.txt", "unicode/é€漢.txt", "percent%41%2F.txt",
+            "tab\tkey", "dots/../up", "~!@#$^*()=[]{};:,?", "z" * 300, "dir/sub/b"]
+    client: Any = store.client  # type: ignore[attr-defined]
+    for n, key in enumerate(keys):
+        client.put_object(Bucket="rb-listing", Key=key, Body=os.urandom(n))
+
+    def plain(prefix: str) -> list[tuple[str, int, str | None, str | None]]:  # botocore's own parser: self.client
+        from include.records import utc_iso
+
+        found = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket="rb-listing", Prefix=prefix):
+            for item in page.get("Contents", []):
+                found.append((item["Key"], int(item["Size"]), item["ETag"].strip('"'), utc_iso(item["LastModified"])))
+        return found
+
+    for prefix in ("", "dir/", "nothing/"):
+        listed = [(o.key, o.size, o.etag, o.last_modified) for o in store.list_objects("rb-listing", prefix)]
+        assert listed == plain(prefix)
+        assert [key for key, *_ in listed] == sorted(k for k in keys if k.startswith(prefix))
+    assert {o.key: o.size for o in store.list_objects("rb-listing")} == {k: n for n, k in enumerate(keys)}
+
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        list(store.list_objects("rb-no-such-bucket"))
+    listing = store.list_objects("rb-listing")
+    assert next(listing).key == sorted(keys)[0]
+    listing.close()  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name == "s3-list-prefetch"]
 
 
 def test_pin_must_name_the_object_read() -> None:

@@ -139,11 +139,19 @@ class CopyPlan:
         return sum(info.size for info in self.listed)
 
 
+def list_source(source: Place) -> tuple[ObjectInfo, ...]:
+    """Every object under the source prefix, in key order."""
+    return tuple(source.store.list_objects(source.container, source.prefix))
+
+
 def plan_copy(
     source: Place, previous: dict[str, ManifestEntry], *, started_at: datetime, previous_point: str | None,
+    listed: tuple[ObjectInfo, ...] | None = None,
 ) -> CopyPlan:
-    """List the source prefix and decide, per object, reuse (unchanged) or copy (new / changed)."""
-    listed = tuple(source.store.list_objects(source.container, source.prefix))
+    """Decide, per object of the source listing (``listed``, else listed now), reuse (unchanged) or copy (new /
+    changed)."""
+    if listed is None:
+        listed = list_source(source)
     items = []
     for info in listed:
         prev = previous.get(info.key)

@@ -136,7 +136,7 @@ def prune(
 ) -> PruneResult:
     """Delete the points ``retention`` does not keep, then the blobs no kept point references.
 
-    ``known``: manifests already in memory by point id (the one just written), not read again.
+    ``known``: manifests already in memory by point id (the one just written, the previous one), not read again.
     ``extra_point``: a point that does not exist yet but will (a dry run plans as if this run had written it).
     ``on_delete`` is called after each deletion (the audit trail).
     ``sweep_blobs`` False (a run that stored no blob): do not list every blob; only the blobs named by the expiring
@@ -153,7 +153,7 @@ def prune(
     kept = _read_kept(place, plan, points, known or {}, extra_point, result)
     if result.errors:
         return result
-    expired = None if sweep_blobs else _read_expired(place, plan)
+    expired = None if sweep_blobs else _read_expired(place, plan, known or {})
     for point in plan.prune:
         key = point_key(place.prefix, point)
         if not dry_run:
@@ -173,11 +173,13 @@ def prune(
     return result
 
 
-def _read_expired(place: Place, plan: RetentionPlan) -> list[Manifest] | None:
-    """The manifests of the expiring points (read before they are deleted), or None when one cannot be read (then
-    the whole blob listing is swept instead): only their blobs can have become unreferenced."""
+def _read_expired(place: Place, plan: RetentionPlan, known: dict[str, Manifest]) -> list[Manifest] | None:
+    """The manifests of the expiring points (read before they are deleted; those in ``known`` not read again), or
+    None when one cannot be read (then the whole blob listing is swept instead): only their blobs can have become
+    unreferenced."""
     try:
-        return [read_manifest(place.store, place.container, place.prefix, point) for point in plan.prune]
+        return [known.get(point) or read_manifest(place.store, place.container, place.prefix, point)
+                for point in plan.prune]
     except Exception:
         return None
 

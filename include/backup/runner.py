@@ -45,6 +45,7 @@ from include.backup.copier import (
     Place,
     brief_error,
     copy_all,
+    list_source,
     plan_copy,
     reused_entry,
 )
@@ -303,10 +304,16 @@ def rpo_status(policy: BackupPolicy, place: Place, now: datetime, written: Manif
 
 def _copy_phase(run: Run, lease: Any, progress: Callable[[Outcome], None] | None) -> dict[str, Any]:
     """List, compare, copy and verify; return the parts of the report (and the plan and outcomes)."""
-    previous, warnings = previous_manifest(run.destination)
-    started = run.clock()
+    # The previous point is read while the source is listed (both mostly wait on a store): the listing of a large
+    # prefix is the longest step of an unchanged run (3,000 unchanged objects, moto -> fake-gcs-server: listing
+    # ~0.44 s, reading the previous manifest ~0.04 s, everything else ~0.07 s).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-previous") as pool:
+        reading = pool.submit(previous_manifest, run.destination)
+        started = run.clock()
+        listed = list_source(run.source)
+        previous, warnings = reading.result()
     plan = plan_copy(run.source, previous.by_key if previous else {}, started_at=started,
-                     previous_point=previous.point_id if previous else None)
+                     previous_point=previous.point_id if previous else None, listed=listed)
     log.info("%s: %d objects listed, %d unchanged, %d to copy (%d bytes)", run.policy.name, len(plan.listed),
              len(plan.to_reuse), len(plan.to_copy), plan.bytes_to_copy)
     if previous is not None and len(plan.listed) < len(previous.entries) * SHRINK_WARNING:
@@ -371,7 +378,7 @@ def _finish_real(run: Run, report: dict[str, Any], phase: Mapping[str, Any], lea
         report["validation_pending"] = True
     run.record(step="backup", action="write backup point", outcome="changed", resource=run.destination.url(key),
                after={k: report["totals"][k] for k in ("listed", "copied", "deduplicated", "reused", "bytes_copied")})
-    _prune(run, report, manifest, lease)
+    _prune(run, report, manifest, lease, previous=phase["previous"])
     return manifest
 
 
@@ -381,7 +388,10 @@ def _stored_blobs(report: Mapping[str, Any]) -> bool:
     return bool(totals["copied"] or totals["deduplicated"] or totals["failed"] or totals["not_attempted"])
 
 
-def _prune(run: Run, report: dict[str, Any], manifest: Manifest | None, lease: Any) -> None:
+def _prune(run: Run, report: dict[str, Any], manifest: Manifest | None, lease: Any,
+           previous: Manifest | None = None) -> None:
+    """Retention after a run; ``manifest`` (written now) and ``previous`` (read at the start, under the same lease:
+    manifests are never rewritten) are not read again."""
     if lease is not None and lease.lost:
         report["errors"].append(f"not pruning: {lease.lost}")
         return
@@ -394,7 +404,7 @@ def _prune(run: Run, report: dict[str, Any], manifest: Manifest | None, lease: A
     try:
         result = prune(
             run.destination, run.policy.retention, dry_run=run.dry_run,
-            known={manifest.point_id: manifest} if manifest else None,
+            known={m.point_id: m for m in (previous, manifest) if m is not None},
             extra_point=report["point_id"] if run.dry_run else None, on_delete=None if run.dry_run else deleted,
             sweep_blobs=run.dry_run or _stored_blobs(report),
         )
