@@ -145,13 +145,10 @@ def list_source(source: Place) -> tuple[ObjectInfo, ...]:
 
 
 def plan_copy(
-    source: Place, previous: dict[str, ManifestEntry], *, started_at: datetime, previous_point: str | None,
-    listed: tuple[ObjectInfo, ...] | None = None,
+    listed: tuple[ObjectInfo, ...], previous: dict[str, ManifestEntry], *, started_at: datetime,
+    previous_point: str | None,
 ) -> CopyPlan:
-    """Decide, per object of the source listing (``listed``, else listed now), reuse (unchanged) or copy (new /
-    changed)."""
-    if listed is None:
-        listed = list_source(source)
+    """Decide, per object of the source listing (:func:`list_source`), reuse (unchanged) or copy (new / changed)."""
     items = []
     for info in listed:
         prev = previous.get(info.key)

@@ -312,8 +312,8 @@ def _copy_phase(run: Run, lease: Any, progress: Callable[[Outcome], None] | None
         started = run.clock()
         listed = list_source(run.source)
         previous, warnings = reading.result()
-    plan = plan_copy(run.source, previous.by_key if previous else {}, started_at=started,
-                     previous_point=previous.point_id if previous else None, listed=listed)
+    plan = plan_copy(listed, previous.by_key if previous else {}, started_at=started,
+                     previous_point=previous.point_id if previous else None)
     log.info("%s: %d objects listed, %d unchanged, %d to copy (%d bytes)", run.policy.name, len(plan.listed),
              len(plan.to_reuse), len(plan.to_copy), plan.bytes_to_copy)
     if previous is not None and len(plan.listed) < len(previous.entries) * SHRINK_WARNING:

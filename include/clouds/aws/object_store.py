@@ -261,16 +261,9 @@ class S3ObjectStore:
         self.target = target
         self.region = region or target.regions[0]
         self.client: Any = client_for(target, "s3", self.region)
-        self._handler_lock = threading.Lock()
-        self._handler_registered = False
-
-    def _raw_listing_handler(self) -> None:
-        """Register :func:`_split_contents` on this store's client (once; it acts only in ``list_objects``' thread)."""
-        with self._handler_lock:
-            if not self._handler_registered:
-                self.client.meta.events.register("before-parse.s3.ListObjectsV2", _split_contents,
-                                                 unique_id="runbooks-s3-raw-contents")
-                self._handler_registered = True
+        # Acts only in list_objects' prefetch thread; the unique id keeps it registered once on a shared client.
+        self.client.meta.events.register("before-parse.s3.ListObjectsV2", _split_contents,
+                                         unique_id="runbooks-s3-raw-contents")
 
     def _info(self, container: str, key: str, head: Mapping[str, Any]) -> ObjectInfo:
         etag = str(head["ETag"]).strip('"')
@@ -292,8 +285,6 @@ class S3ObjectStore:
         generic parser: ~9 instead of ~26 ms of CPU per 1,000-object page, timestamps included) while S3 prepares
         the next, so a long listing costs about the service's time, not the service's plus ours.
         """
-        self._raw_listing_handler()
-
         def pages() -> Iterator[dict[str, Any]]:
             paging = {"PaginationConfig": {"PageSize": LIST_PAGE_KEYS}} if LIST_PAGE_KEYS else {}
             _RAW_LISTING.active = True  # this thread's ListObjectsV2 pages only: see _split_contents
