@@ -31,9 +31,10 @@ browser: ## Debian's chromium for the browser tests (installed with apt when mis
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
-# -n auto: one worker per core; --dist loadfile keeps a file's tests (and its module fixtures, such as the
-# one airflow standalone of tests/test_local_stack.py) on one worker.
-PYTEST_PARALLEL := -n auto --dist loadfile
+# -n auto: one worker per core plus one (tests/conftest.py: the suite waits a third of its time); --dist loadfile
+# keeps a file's tests (and its module fixtures, such as the one airflow standalone of tests/test_local_stack.py)
+# on one worker; --no-loadscope-reorder keeps the order tests/conftest.py gives (that long module first).
+PYTEST_PARALLEL := -n auto --dist loadfile --no-loadscope-reorder
 
 test: install browser ## run the whole test suite against fresh emulators (the browser tests included)
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "not distributed"

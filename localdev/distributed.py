@@ -249,6 +249,8 @@ def distributed(home: Path, *, workers: int = 2, extra_env: dict[str, str] | Non
             # A task whose worker died is handed to another worker instead of waiting out the visibility timeout.
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "60",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            # a Celery slot is free <= 1 s after its task ends, not up to 5 s (see localdev/stack.py)
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),

@@ -694,8 +694,8 @@ def snapshot_estate(iam_moto: IamMoto) -> list[list[Any]]:
 
 def snapshot_run(server: IamMoto, estate: list[list[Any]], base: Path) -> Callable[[str], dict[str, int]]:
     """backup_snapshots' task bodies' calls (select -> find -> plan -> apply -> verify), forced, after the
-    administrator made two old snapshots of ours per resource: every run creates, copies and deletes (the
-    older one expires). Each worker has its own policy and resources (retention deletes what it finds)."""
+    administrator made two old snapshots of ours per resource: every run creates, copies and deletes (both expire:
+    the policy keeps only the newest day). Each worker has its own policy and resources (retention deletes what it finds)."""
     from datetime import UTC, datetime, timedelta
 
     from include.backup import snapshots as runbook
@@ -705,8 +705,11 @@ def snapshot_run(server: IamMoto, estate: list[list[Any]], base: Path) -> Callab
     from include.capabilities.snapshots import Marks, run_token
     from include.changes.ledger import Ledger
 
+    # Only the newest day is kept, whatever today's date: with the default weekly / monthly counts, the two old
+    # snapshots (30 and 31 days ago) fall into two months on the 1st of a month and both stay, so nothing expires.
     policies = [SnapshotPolicy(name=f"lp-snapshots-{n}", target="aws-prod", tag_key="backup", tag_value=f"lp-daily-{n}",
-                               schedule="@daily", copy_to_region="eu-west-1", retention=Retention(daily=1))
+                               schedule="@daily", copy_to_region="eu-west-1",
+                               retention=Retention(daily=1, weekly=0, monthly=0))
                 for n in range(len(estate))]
     config = BackupConfig(snapshot_policies=tuple(policies))
     ledger = Ledger.from_url(f"sqlite:///{base / 'snapshots-ledger.db'}")

@@ -493,9 +493,13 @@ def test_bad_requests_through_the_api_are_refused(served: Served) -> None:
     with pytest.raises(urllib.error.HTTPError) as refused:  # the Param schema: retention is 1..35
         api.trigger("remediate_findings", "api__bad_retention", {"finding_ids": [], "retention_days": 99})
     assert refused.value.code == 400
-    # a typo in a parameter name: the run starts, its first task refuses it once (no retry), naming the allowed
-    api.trigger("inventory_estate", "api__typo", {"tragets": ["aws-prod"]})
     latest_before = (served.data / "inventory" / "latest.json").read_text()
+    # a typo in a parameter name: the run starts, its first task refuses it once (no retry), naming the allowed;
+    # an unknown target, or a service no selected cloud has, also fails once, listing the known ones (all three
+    # are triggered at once: the runs queue one after another)
+    api.trigger("inventory_estate", "api__typo", {"tragets": ["aws-prod"]})
+    api.trigger("inventory_estate", "api__unknown_target", {"targets": ["aws-staging"]})
+    api.trigger("inventory_estate", "api__unknown_service", {"targets": ["gcp-prod"], "services": ["s3"]})
     run = wait_run(api, "inventory_estate", "api__typo")
     states = task_states(api, "inventory_estate", "api__typo")
     assert run["state"] == "failed" and states["select_targets"] == ("failed", 1), states
@@ -504,9 +508,6 @@ def test_bad_requests_through_the_api_are_refused(served: Served) -> None:
     assert (served.data / "inventory" / "latest.json").read_text() == latest_before
     log = json.dumps(api.get("/api/v2/dags/inventory_estate/dagRuns/api__typo/taskInstances/select_targets/logs/1"))
     assert "unknown parameter(s) 'tragets'" in log and "allowed: services, targets" in log
-    # an unknown target, or a service no selected cloud has, also fails once, listing the known ones
-    api.trigger("inventory_estate", "api__unknown_target", {"targets": ["aws-staging"]})
-    api.trigger("inventory_estate", "api__unknown_service", {"targets": ["gcp-prod"], "services": ["s3"]})
     for run_id, expected in (("api__unknown_target", "unknown target 'aws-staging'; known targets: aws-prod"),
                              ("api__unknown_service", "unknown services: s3; known: gcp: compute, storage")):
         wait_run(api, "inventory_estate", run_id)
