@@ -93,8 +93,8 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite metadata DB in this session's private AIRFLOW_HOME (needed by dag.test).
 
-    Migrated once per run (~14 s of CPU): the first xdist worker that needs it migrates and keeps a copy beside the
-    workers' temp directories; the others copy that file into their own AIRFLOW_HOME.
+    Migrated once per run (a migration takes ~3.5 s of CPU): the first xdist worker that needs it migrates and
+    keeps a copy beside the workers' temp directories; the others copy that file into their own AIRFLOW_HOME.
     """
     import fcntl
     import shutil
