@@ -151,7 +151,7 @@ def airflow_env(stack: Stack, emulators: emu.Emulators) -> dict[str, str]:
             # Airflow 3.3.2's task supervisor notices that its task process exited only when its `select` wakes
             # up; once the process has closed its sockets nothing wakes it before `min_heartbeat_interval` (5 s).
             # So a worker slot stays taken up to 5 s after the task ended (and a failed task is recorded up to 5 s
-            # late): measured on this stack, 1 task in 3 ended 5-6 s before the scheduler heard of it. 1 s bounds
+            # late): measured on this stack, 1 task in 3 ended 4-6 s before the scheduler heard of it. 1 s bounds
             # that lag, for one more heartbeat a second per running task on the local API server.
             "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",

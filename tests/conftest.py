@@ -99,6 +99,8 @@ def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import fcntl
     import shutil
 
+    from include.fileio import atomic_binary_writer
+
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     template = shared / "airflow-migrated.db"
@@ -115,6 +117,6 @@ def airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
             stderr=subprocess.PIPE,
             timeout=600,
         )
-        shutil.copyfile(_AIRFLOW_HOME / "airflow.db", shared / "airflow-migrated.db.part")
-        (shared / "airflow-migrated.db.part").rename(template)
+        with open(_AIRFLOW_HOME / "airflow.db", "rb") as migrated, atomic_binary_writer(template) as kept:
+            shutil.copyfileobj(migrated, kept)
     return _AIRFLOW_HOME
