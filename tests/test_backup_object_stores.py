@@ -564,7 +564,19 @@ def test_s3_single_part_objects_copy_without_a_head_and_kms_ones_fall_back_to_it
     assert entries["kms"].md5 == md5(b"encrypted bytes") and read(destination, entries["kms"].blob) == b"encrypted bytes"
 
 
-def test_a_run_that_changes_nothing_skips_the_blob_sweep(clean_clouds: Any, data_dir: Path, ledger: Ledger) -> None:
+def test_a_run_that_changes_nothing_skips_the_blob_sweep(clean_clouds: Any, data_dir: Path, ledger: Ledger,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from include.clouds.azure.object_store import BlobObjectStore
+
+    blob_listings: list[str] = []
+    listing = BlobObjectStore.list_objects
+
+    def counted(self: BlobObjectStore, container: str, prefix: str = "") -> Any:
+        if prefix.endswith("blobs/"):
+            blob_listings.append(prefix)
+        return listing(self, container, prefix)
+
+    monkeypatch.setattr(BlobObjectStore, "list_objects", counted)
     make_container("gcp", "rb-sweep-src")
     make_container("azure", "sweep-dst")
     put("gcp", "rb-sweep-src", "k", b"v1")
@@ -583,8 +595,10 @@ def test_a_run_that_changes_nothing_skips_the_blob_sweep(clean_clouds: Any, data
     assert orphan in blobs_under(destination), "left for the next sweep"
     put("gcp", "rb-sweep-src", "k", b"v2")
     clock.advance(hours=1)
+    blob_listings.clear()
     busy = run(policy, ledger, "s3", clock)
     assert busy["retention"]["blobs_swept"] is True and busy["retention"]["blobs_deleted"] == [orphan]
+    assert blob_listings == ["blobs/"], "the sweep uses the copier's index of the blobs: one listing of them per run"
     assert busy["retention"]["points_deleted"] == [first["point_id"]] and v1_blob in blobs_under(destination)
     # A quiet run that expires a point deletes the blobs only that point named, from its manifest, without a listing.
     clock.advance(hours=1)

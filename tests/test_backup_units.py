@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.backup.copier import unchanged
+from include.backup.copier import plan_copy, reused_entry, unchanged
 from include.backup.manifest import (
     Manifest,
     ManifestEntry,
@@ -169,6 +169,30 @@ def test_unchanged_compares_size_and_a_real_checksum(listed: ObjectInfo, previou
         md5 = previous.pop("md5")
         entry = ManifestEntry(key="k", size=10, md5=md5, blob=blob_key("", md5, 10), **previous)
     assert unchanged(listed, entry) == expected
+
+
+def test_a_plan_is_made_from_the_listing_as_it_streams_and_reuses_unchanged_entries() -> None:
+    md5 = "a" * 32
+    kept = ManifestEntry(key="same", size=10, md5=md5, blob=blob_key("", md5, 10), source_etag=md5,
+                         last_modified="2026-11-30T06:00:00.000000Z")
+    moved = ManifestEntry(key="newer", size=10, md5=md5, blob=blob_key("", md5, 10), source_etag=md5,
+                          source_version="v1", last_modified="2026-11-30T06:00:00.000000Z")
+    listing = iter([  # one pass only, as a store's paged listing
+        ObjectInfo(container="c", key="new", size=5, etag="b" * 32),
+        ObjectInfo(container="c", key="same", size=10, etag=md5, last_modified="2026-11-30T06:00:00.000000Z"),
+        ObjectInfo(container="c", key="newer", size=10, etag=md5, version="v2",
+                   last_modified="2026-11-30T06:00:00.000000Z"),
+    ])
+    plan = plan_copy(listing, {"same": kept, "newer": moved}, started_at=T0, previous_point="p")
+    assert [i.key for i in plan.listed] == ["new", "same", "newer"]
+    assert [(item.info.key, item.action) for item in plan.items] == [("new", "copy"), ("same", "reuse"),
+                                                                      ("newer", "reuse")]
+    assert plan.bytes_total == 25 and plan.bytes_to_copy == 5
+    # an entry the listing adds nothing to is the previous one itself; a newer version listed is recorded
+    assert reused_entry(plan.items[1].info, kept) is kept
+    updated = reused_entry(plan.items[2].info, moved)
+    assert updated.source_version == "v2" and (updated.md5, updated.blob) == (moved.md5, moved.blob)
+    assert moved.source_version == "v1"
 
 
 # ---- retention ----------------------------------------------------------------------------------------------

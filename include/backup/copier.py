@@ -139,33 +139,41 @@ class CopyPlan:
         return sum(info.size for info in self.listed)
 
 
-def list_source(source: Place) -> tuple[ObjectInfo, ...]:
-    """Every object under the source prefix, in key order."""
-    return tuple(source.store.list_objects(source.container, source.prefix))
+def list_source(source: Place) -> Iterator[ObjectInfo]:
+    """Every object under the source prefix, in key order (as the store lists them: a page at a time)."""
+    return iter(source.store.list_objects(source.container, source.prefix))
 
 
 def plan_copy(
-    listed: tuple[ObjectInfo, ...], previous: dict[str, ManifestEntry], *, started_at: datetime,
+    listed: Iterable[ObjectInfo], previous: dict[str, ManifestEntry], *, started_at: datetime,
     previous_point: str | None,
 ) -> CopyPlan:
-    """Decide, per object of the source listing (:func:`list_source`), reuse (unchanged) or copy (new / changed)."""
-    items = []
+    """Decide, per object of the source listing (:func:`list_source`), reuse (unchanged) or copy (new / changed).
+
+    ``listed`` may be the listing as it streams: each object is decided when it arrives, so the decisions of one
+    page overlap the store's answer to the next request (a large unchanged prefix costs about the listing).
+    """
+    infos: list[ObjectInfo] = []
+    items: list[Planned] = []
     for info in listed:
+        infos.append(info)
         prev = previous.get(info.key)
         same, reason = unchanged(info, prev)
         items.append(Planned(info, "reuse" if same else "copy", reason, prev))
-    return CopyPlan(listed=listed, items=tuple(items), previous_point=previous_point, started_at=started_at)
+    return CopyPlan(listed=tuple(infos), items=tuple(items), previous_point=previous_point, started_at=started_at)
 
 
 def reused_entry(info: ObjectInfo, previous: ManifestEntry) -> ManifestEntry:
-    """The previous point's entry for an unchanged object, brought up to the version now listed."""
-    return replace(
-        previous,
-        crc32c=previous.crc32c or info.crc32c,
-        source_version=info.version or previous.source_version,
-        source_etag=info.etag or previous.source_etag,
-        last_modified=info.last_modified or previous.last_modified,
-    )
+    """The previous point's entry for an unchanged object, brought up to the version now listed (the previous
+    entry itself when the listing adds nothing new: the usual case, and 10,000 copies fewer per unchanged run)."""
+    crc32c = previous.crc32c or info.crc32c
+    version = info.version or previous.source_version
+    etag = info.etag or previous.source_etag
+    modified = info.last_modified or previous.last_modified
+    if (crc32c, version, etag, modified) == (previous.crc32c, previous.source_version, previous.source_etag,
+                                             previous.last_modified):
+        return previous
+    return replace(previous, crc32c=crc32c, source_version=version, source_etag=etag, last_modified=modified)
 
 
 # ---- copying one object ----------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from include.backup.manifest import (
     referenced_blobs,
 )
 from include.backup.policies import Retention
+from include.capabilities.object_store import ObjectInfo
 
 _BLOB_NAME = re.compile(r"^blobs/[0-9a-f]{2}/[0-9a-f]{32}-\d+$")
 
@@ -133,6 +134,7 @@ def prune(
     extra_point: str | None = None,
     on_delete: Deleted | None = None,
     sweep_blobs: bool = True,
+    blobs: Iterable[ObjectInfo] | None = None,
 ) -> PruneResult:
     """Delete the points ``retention`` does not keep, then the blobs no kept point references.
 
@@ -142,6 +144,9 @@ def prune(
     ``sweep_blobs`` False (a run that stored no blob): do not list every blob; only the blobs named by the expiring
     points and by no kept one are deleted (none when no point expires). Leftovers of an earlier failed run wait for
     the next full sweep (the next run that stores a blob).
+    ``blobs``: every blob in the store as the caller knows it, used for the sweep instead of listing them again:
+    the copier's index (listed when the run began copying, plus what it wrote), which is complete because only the
+    holder of the policy's lease writes or deletes blobs (one since gone is deleted again: deletions are idempotent).
     """
     points = list_points(place.store, place.container, place.prefix)
     plan = plan_retention([*points, *([extra_point] if extra_point else [])], retention)
@@ -161,7 +166,7 @@ def prune(
             if on_delete:
                 on_delete("point", key, 0)
         result.points_deleted.append(point)
-    for key, size in _unreferenced(place, referenced_blobs(kept), expired, result):
+    for key, size in _unreferenced(place, referenced_blobs(kept), expired, result, blobs):
         if not _BLOB_NAME.match(key[len(place.prefix):]):
             continue  # not ours: never touched
         if not dry_run:
@@ -184,15 +189,18 @@ def _read_expired(place: Place, plan: RetentionPlan, known: dict[str, Manifest])
         return None
 
 
-def _unreferenced(place: Place, needed: set[str], expired: list[Manifest] | None,
-                  result: PruneResult) -> list[tuple[str, int]]:
-    """(key, size) of the blobs no kept point needs: of the expired points' blobs, else of the whole listing."""
+def _unreferenced(place: Place, needed: set[str], expired: list[Manifest] | None, result: PruneResult,
+                  blobs: Iterable[ObjectInfo] | None = None) -> list[tuple[str, int]]:
+    """(key, size) of the blobs no kept point needs: of the expired points' blobs, else of all blobs (``blobs``, or
+    the store's listing)."""
     if expired is not None:
         result.blobs_swept = False
         sizes = {e.blob: e.size for m in expired for e in m.entries if e.blob not in needed}
         return [(key, sizes[key]) for key in sorted(sizes)]
     found = []
-    for info in place.store.list_objects(place.container, f"{place.prefix}blobs/"):
+    listing = place.store.list_objects(place.container, f"{place.prefix}blobs/") if blobs is None else sorted(
+        blobs, key=lambda info: info.key)
+    for info in listing:
         if info.key in needed:
             result.blobs_kept += 1
         else:
