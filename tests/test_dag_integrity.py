@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.forkprobe import fork_each
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAG_FILES = sorted(p for p in (PROJECT_ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
@@ -77,52 +78,28 @@ def test_every_param_schema_is_draft_7(dagbag, path: Path) -> None:  # type: ign
         jsonschema.Draft7Validator.check_schema(schema)
 
 
-#: One interpreter imports Airflow's SDK (the baseline: it loads the bare ``google.cloud`` namespace package), then
-#: forks one child per DAG file: each child starts from exactly the modules a fresh interpreter has after
-#: ``import airflow.sdk``, executes the file and reports the forbidden modules it added (one import of Airflow for
-#: all files instead of one interpreter each, ~1.5 s of CPU per file).
-_PARSE_PROBE = textwrap.dedent(
-    """\
-    import importlib.util, json, os, sys
-    import airflow.sdk
-    baseline = set(sys.modules)
-    prefixes, forbidden = json.loads(sys.argv[1])
-    found = {}
-    for path in sys.argv[2:]:
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            try:
-                spec = importlib.util.spec_from_file_location("dagfile", path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                payload = sorted(m for m in set(sys.modules) - baseline if m.split(".")[0] in prefixes
-                                 and any(m == p or m.startswith(p + ".") for p in forbidden))
-            except BaseException as exc:
-                payload = {"error": f"{type(exc).__name__}: {exc}"}
-            with os.fdopen(write_fd, "w") as out:
-                out.write(json.dumps(payload))
-            os._exit(0)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as answer:
-            found[path] = json.loads(answer.read() or '{"error": "no answer"}')
-        os.waitpid(pid, 0)
-    print(json.dumps(found))
-    """
-)
+#: The baseline is what a fresh interpreter holds after ``import airflow.sdk`` (it loads the bare ``google.cloud``
+#: namespace package); each DAG file runs in a child forked from it (tests/forkprobe.py) and reports the forbidden
+#: modules it added.
+_PARSE_PROBE = f"""
+import importlib.util, sys
+import airflow.sdk
+baseline = set(sys.modules)
+PREFIXES = {sorted({p.split(".")[0] for p in FORBIDDEN_AT_PARSE})!r}
+FORBIDDEN = {list(FORBIDDEN_AT_PARSE)!r}
+
+def probe(path):
+    spec = importlib.util.spec_from_file_location("dagfile", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return sorted(m for m in set(sys.modules) - baseline
+                  if m.split(".")[0] in PREFIXES and any(m == p or m.startswith(p + ".") for p in FORBIDDEN))
+"""
 
 
 @pytest.fixture(scope="module")
 def parse_time_imports() -> dict[str, object]:
-    rules = json.dumps([sorted({p.split(".")[0] for p in FORBIDDEN_AT_PARSE}), list(FORBIDDEN_AT_PARSE)])
-    result = subprocess.run(
-        [sys.executable, "-c", _PARSE_PROBE, rules, *map(str, DAG_FILES)],
-        check=False, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    found: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
-    return found
+    return fork_each(_PARSE_PROBE, DAG_FILES)
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.stem)
@@ -137,11 +114,7 @@ def test_the_parse_time_probe_catches_a_forbidden_import(tmp_path: Path) -> None
     heavy, light = tmp_path / "heavy.py", tmp_path / "light.py"
     heavy.write_text("import boto3\nfrom airflow.sdk import dag\n")
     light.write_text("from airflow.sdk import dag\n")
-    rules = json.dumps([sorted({p.split(".")[0] for p in FORBIDDEN_AT_PARSE}), list(FORBIDDEN_AT_PARSE)])
-    result = subprocess.run([sys.executable, "-c", _PARSE_PROBE, rules, str(heavy), str(light)],
-                            check=False, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    found = fork_each(_PARSE_PROBE, [heavy, light])
     assert "boto3" in found[str(heavy)] and found[str(light)] == []
 
 

@@ -16,14 +16,13 @@ the modules it added.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.forkprobe import fork_each
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DAG_FILES = sorted(p for p in (PROJECT_ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
@@ -34,45 +33,22 @@ LIGHT_INCLUDE_MODULES = frozenset({"include", "include.params", "include.approva
 #: Third-party packages Airflow's own operators import lazily (asgiref: the HITL and TriggerDagRun operators).
 AIRFLOW_LAZY_DEPENDENCIES = frozenset({"asgiref"})
 
-_PROBE = textwrap.dedent(
-    """\
-    import json, os, runpy, sys
-    import airflow.dag_processing.processor  # what the dag-processor manager holds before it forks
-    from airflow.sdk import DAG, Param, dag, task  # what the smallest TaskFlow DAG file imports
-    baseline = set(sys.modules)
-    added = {}
-    for path in sys.argv[1:]:
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            try:
-                runpy.run_path(path, run_name="dagfile")
-                payload = sorted(set(sys.modules) - baseline)
-            except BaseException as exc:
-                payload = {"error": f"{type(exc).__name__}: {exc}"}
-            with os.fdopen(write_fd, "w") as out:
-                out.write(json.dumps(payload))
-            os._exit(0)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as source:
-            added[path] = json.loads(source.read() or '{"error": "no answer"}')
-        os.waitpid(pid, 0)
-    print(json.dumps(added))
-    """
-)
+_PROBE = """
+import runpy, sys
+import airflow.dag_processing.processor  # what the dag-processor manager holds before it forks
+from airflow.sdk import DAG, Param, dag, task  # what the smallest TaskFlow DAG file imports
+baseline = set(sys.modules)
+
+def probe(path):
+    runpy.run_path(path, run_name="dagfile")
+    return sorted(set(sys.modules) - baseline)
+"""
 
 
 def _probe(files: list[Path], home: Path) -> dict[str, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(PROJECT_ROOT)})
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE, *map(str, files)],
-        check=False, capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT, env=env,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    added: dict[str, list[str]] = json.loads(result.stdout.strip().splitlines()[-1])
-    return added
+    return fork_each(_PROBE, files, env)
 
 
 @pytest.fixture(scope="module")
