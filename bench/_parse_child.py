@@ -20,11 +20,13 @@ machine's load hits every file alike.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import sys
 import time
 from pathlib import Path
+
+from bench.forked import in_child
 
 
 def _one(file: Path, bundle: Path, log: object) -> dict[str, object]:
@@ -102,24 +104,9 @@ def main(argv: list[str]) -> int:
     # Round 0 is a warm-up (fills the bytecode cache and the OS page cache); the parent drops it.
     for repeat in range(repeats + 1):
         for file, bundle in jobs:
-            read_fd, write_fd = os.pipe()
             forked = time.perf_counter()
-            pid = os.fork()
-            if pid == 0:  # the file processor
-                os.close(read_fd)
-                try:
-                    payload = _one(file, bundle, log)
-                except BaseException as exc:
-                    payload = {"error": f"{type(exc).__name__}: {exc}"}
-                with os.fdopen(write_fd, "w") as out:
-                    out.write(json.dumps(payload))
-                os._exit(0)
-            os.close(write_fd)
-            with os.fdopen(read_fd) as source:
-                data = source.read()
-            _, status, usage = os.wait4(pid, 0)
+            payload, _, usage = in_child(functools.partial(_one, file, bundle, log))  # the file processor
             reaped = time.perf_counter()
-            payload = json.loads(data) if data else {"error": f"child exited with status {status}"}
             payload.update(
                 {
                     "file": str(file),

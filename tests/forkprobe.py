@@ -19,32 +19,15 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # Before ``setup`` (so that the baseline ``setup`` takes holds them): the loop's own imports.
-_PRELUDE = "import json, os, sys\n"
+_PRELUDE = "import json, sys\nfrom bench.forked import in_child\n"
 # After it: ``setup`` imports the baseline and defines ``probe(path)``, whose JSON-able result (or {"error": ...}
-# when it raises) is reported per file.
+# when it raises) is reported per file, each computed in a child forked from the baseline (bench/forked.py).
 _LOOP = textwrap.dedent(
     """\
-    found = {}
-    for path in sys.argv[1:]:
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            try:
-                payload = probe(path)
-            except BaseException as exc:
-                payload = {"error": f"{type(exc).__name__}: {exc}"}
-            with os.fdopen(write_fd, "w") as out:
-                out.write(json.dumps(payload))
-            os._exit(0)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as answer:
-            found[path] = json.loads(answer.read() or '{"error": "no answer"}')
-        os.waitpid(pid, 0)
+    found = {path: in_child(lambda: probe(path))[0] for path in sys.argv[1:]}
     print(json.dumps(found))
     """
 )
-
 
 def fork_each(setup: str, files: Iterable[Path], env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``probe(path)`` of ``setup`` for each file, each in its own child forked after ``setup`` ran once."""

@@ -390,7 +390,7 @@ def _finish_real(run: Run, report: dict[str, Any], phase: Mapping[str, Any], lea
         report["validation_pending"] = True
     run.record(step="backup", action="write backup point", outcome="changed", resource=run.destination.url(key),
                after={k: report["totals"][k] for k in ("listed", "copied", "deduplicated", "reused", "bytes_copied")})
-    _prune(run, report, manifest, lease, previous=phase["previous"], blobs=phase.get("blobs"))
+    _prune(run, report, manifest, lease, previous=phase["previous"], blobs=phase["blobs"])
     return manifest
 
 
@@ -419,7 +419,7 @@ def _prune(run: Run, report: dict[str, Any], manifest: Manifest | None, lease: A
             run.destination, run.policy.retention, dry_run=run.dry_run,
             known={m.point_id: m for m in (previous, manifest) if m is not None},
             extra_point=report["point_id"] if run.dry_run else None, on_delete=None if run.dry_run else deleted,
-            sweep_blobs=run.dry_run or _stored_blobs(report), blobs=list(blobs.values()) if blobs is not None else None,
+            sweep_blobs=run.dry_run or _stored_blobs(report), blobs=blobs.values() if blobs is not None else None,
         )
     except Exception as exc:
         report["errors"].append(f"retention failed part-way (what was deleted is audited): {brief_error(exc)}")
