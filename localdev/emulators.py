@@ -202,9 +202,14 @@ def _wait(name: str, url: str, proc: subprocess.Popen[bytes], timeout: float) ->
     raise EmulatorError(f"{name} did not answer on {url} within {timeout:.0f}s")
 
 
+def moto_command(port: int) -> list[str]:
+    """moto server on ``port`` (``moto_server``'s arguments), through localdev/moto_server.py."""
+    return [sys.executable, "-m", "localdev.moto_server", "-H", "127.0.0.1", "-p", str(port)]
+
+
 def _commands(emulators: Emulators) -> dict[str, list[str]]:
     return {
-        "aws": [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(emulators.aws_port)],
+        "aws": moto_command(emulators.aws_port),
         "gcs": [
             _bin("gcp-storage-emulator"), "start", "--host", "127.0.0.1",
             "--port", str(emulators.gcs_port), "--in-memory", "--quiet",
@@ -228,6 +233,7 @@ def _health(emulators: Emulators) -> dict[str, str]:
 def _spawn(emulators: Emulators, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.pop("AWS_CA_BUNDLE", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])  # localdev.*
     log = open(log_dir / f"{name}-{getattr(emulators, name + '_port')}.log", "ab")
     proc = subprocess.Popen(_commands(emulators)[name], stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)

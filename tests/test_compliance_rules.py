@@ -294,20 +294,18 @@ def test_required_tag_keys_come_from_the_policy_and_match_azure_spelling() -> No
 
 
 def _aws(client_type: str, region: str = "us-east-1") -> Any:
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from include.clouds.aws.clients import client_for
 
-    return AwsBaseHook(aws_conn_id="aws_estate", client_type=client_type, region_name=region).conn
+    return client_for("aws_estate", client_type, region)
 
 
 def _add_fixture_resources() -> None:
     """Resources the seeded estate lacks: a user with two keys, an all-ports group, a stopped trail."""
-    from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
-
     iam = _aws("iam")
     iam.create_user(UserName="rb-test-two-keys", Tags=[{"Key": "owner", "Value": "test"}])
     iam.create_access_key(UserName="rb-test-two-keys")
     iam.create_access_key(UserName="rb-test-two-keys")
-    ec2 = EC2Hook(api_type="client_type", aws_conn_id="aws_estate", region_name="us-east-1").conn
+    ec2 = _aws("ec2")  # the provider's EC2Hook
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     group = ec2.create_security_group(GroupName="rb-test-all-open", Description="all traffic", VpcId=vpc)
     ec2.authorize_security_group_ingress(

@@ -32,9 +32,9 @@ NOW = datetime.now(UTC)
 
 
 def _s3() -> Any:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from include.clouds.aws.clients import client_for
 
-    return S3Hook(aws_conn_id="aws_estate", region_name="us-east-1").conn
+    return client_for("aws_estate", "s3", "us-east-1")
 
 
 def _make_bucket(name: str, versioned: bool) -> None:

@@ -51,15 +51,16 @@ class Estate:
 
 
 def rds(region: str) -> Any:
-    from airflow.providers.amazon.aws.hooks.rds import RdsHook
+    """The provider's RdsHook, through the project's one way of building AWS clients (a session per connection)."""
+    from include.clouds.aws.clients import client_for
 
-    return RdsHook(aws_conn_id=AWS, region_name=region).conn
+    return client_for(AWS, "rds", region)
 
 
 def route53() -> Any:
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from include.clouds.aws.clients import client_for
 
-    return AwsBaseHook(aws_conn_id=AWS, client_type="route53").conn
+    return client_for(AWS, "route53")
 
 
 def db(identifier: str, region: str) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ import pytest
 from include import least_privilege as lp
 from include.records import ResourceRecord
 from include.targets import Target, TargetsConfig, load_targets
-from localdev.emulators import AWS_CONN_ID, _bin, free_port
+from localdev.emulators import AWS_CONN_ID, free_port, moto_command
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -204,10 +204,9 @@ def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
 
     port = free_port()
     log = tmp_path_factory.mktemp("iam-moto") / "moto.log"
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "PYTHONPATH": str(PROJECT_ROOT)}
     with log.open("wb") as out:
-        proc = subprocess.Popen([_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(moto_command(port), stdout=out, stderr=subprocess.STDOUT, env=env)
     endpoint = f"http://127.0.0.1:{port}"
     saved = os.environ.get(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -117,3 +118,52 @@ def test_make_demo_up_and_demo_serve_share_one_code_path(
     monkeypatch.setattr(stack, "serve", lambda s, **kw: called.append(kw) or 0)
     assert stack.main([*argv, "--home", str(tmp_path), "--port", "18123"]) == 0
     assert called == [expected]
+
+
+def test_the_suite_moto_server_is_moto_minus_its_per_request_overheads(tmp_path: Path) -> None:
+    """localdev/moto_server.py answers as moto does (the default AMIs every seed and test uses are there, in every
+    region), without the per-region "latest" AMIs, without an access log line per request, and reads its module
+    list once instead of on every request."""
+    import time
+    import urllib.request
+
+    import boto3
+
+    from localdev.emulators import free_port, moto_command
+    from localdev.moto_server import default_amis_file
+
+    port, log = free_port(), tmp_path / "moto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(moto_command(port), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=1).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.1)
+        ec2 = boto3.client("ec2", region_name="eu-west-1", endpoint_url=f"http://127.0.0.1:{port}",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        images = {image["ImageId"] for image in ec2.describe_images(Owners=["amazon"])["Images"]}
+        assert {"ami-04681a1dbd79675a5", "ami-b7e93bce"} <= images
+        assert len(images) == len(json.loads(default_amis_file().read_text()))  # 44, not ~1,000 more per region
+        assert "DescribeImages" not in log.read_text() and "POST / HTTP" not in log.read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+
+    probe = subprocess.run(
+        [sys.executable, "-c", "import os, runpy, sys, moto.backends as b\n"
+         "calls = []\nreal = os.listdir\nos.listdir = lambda p: calls.append(p) or real(p)\n"
+         "sys.argv = ['moto', '--help']\n"
+         "try:\n    runpy.run_module('localdev.moto_server', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+         "before = len(calls)\nassert 'sts' in b.list_of_moto_modules() and 's3' in b.list_of_moto_modules()\n"
+         "print(before, len(calls))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    listed_at_start, listed_after_two_lookups = map(int, probe.stdout.split()[-2:])
+    assert listed_at_start >= 1 and listed_after_two_lookups == listed_at_start

@@ -26,6 +26,7 @@ from include.capabilities.object_store import (
     hash_stream,
     pinned_info,
 )
+from include.clouds.aws.clients import client_for
 from include.targets import Target, load_targets, parse_targets
 
 CLOUDS = ["aws", "gcp", "azure"]
@@ -46,9 +47,7 @@ def _store(cloud: str) -> ObjectStore:
 def _make_container(cloud: str, name: str, *, versioned: bool = False) -> None:
     target = _target(cloud)
     if cloud == "aws":
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        client = S3Hook(aws_conn_id=target.conn_id).get_conn()
+        client = client_for(target, "s3")
         client.create_bucket(Bucket=name)
         if versioned:
             client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
@@ -219,11 +218,9 @@ def test_gcs_generation_is_the_version(clean_clouds) -> None:  # type: ignore[no
 
 def test_s3_multipart_etag_is_not_an_md5(clean_clouds) -> None:  # type: ignore[no-untyped-def]
     """A multipart object written by someone else: no MD5 is claimed; hashing the stream gives the real one."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
     store = _store("aws")
     _make_container("aws", "rb-foreign")
-    client = S3Hook(aws_conn_id=_target("aws").conn_id).get_conn()
+    client = client_for(_target("aws"), "s3")
     parts = [os.urandom(5 * MIB), os.urandom(1000)]
     upload_id = client.create_multipart_upload(Bucket="rb-foreign", Key="mp")["UploadId"]
     etags = [

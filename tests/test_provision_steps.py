@@ -310,8 +310,12 @@ def test_instance_creates_share_one_name_read_and_still_refuse_a_look_alike(clea
     session = Session(spec, "provision")
     calls: list[str] = []
     client = session.step("ec2").aws(spec.resource("ec2.a"), "ec2")
-    client.meta.events.register("before-call.ec2.DescribeInstances", lambda **kw: calls.append("describe"))
-    done = engine.apply_items(planned, session.resolver())
+    client.meta.events.register("before-call.ec2.DescribeInstances", lambda **kw: calls.append("describe"),
+                                unique_id="test-describe-count")  # a shared client: unregistered below
+    try:
+        done = engine.apply_items(planned, session.resolver())
+    finally:
+        client.meta.events.unregister("before-call.ec2.DescribeInstances", unique_id="test-describe-count")
     outcomes = {i.labels["address"]: i.outcome for i in done}
     assert outcomes == {"sg.web": "changed", "ec2.a": "changed", "ec2.b": "failed", "ec2.c": "changed"}
     assert (only(done, "ec2.b").apply_error or "").startswith("Conflict: EC2 instance rb-steps-b exists and is not "

@@ -31,9 +31,10 @@ _DECLARED = {
 
 # ---- hooks (the ones production uses) --------------------------------------------------------------------
 def aws(service: str, region: str = "us-east-1") -> Any:
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    """The provider's hook for ``service``, through include.clouds.aws.clients (a session per connection)."""
+    from include.clouds.aws.clients import client_for
 
-    return AwsBaseHook(aws_conn_id=AWS, client_type=service, region_name=region).conn
+    return client_for(AWS, service, region)
 
 
 def gcs() -> Any:

@@ -76,9 +76,9 @@ def _conn(cloud: str) -> str:
 
 
 def _s3() -> Any:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from include.clouds.aws.clients import client_for
 
-    return S3Hook(aws_conn_id=_conn("aws")).get_conn()
+    return client_for(_conn("aws"), "s3")
 
 
 def _gcs() -> Any:

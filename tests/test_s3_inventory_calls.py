@@ -7,7 +7,9 @@ Requests are counted with a botocore ``before-call`` handler on the clients the 
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,18 +27,25 @@ def aws_target(clean_clouds: emulators_mod.Emulators) -> Target:
 
 
 @pytest.fixture
-def calls(aws_target: Target, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+def calls(aws_target: Target, monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
     """Operation name -> requests made by the S3 lister's clients during the test."""
     counted: Counter[str] = Counter()
     real = clients.client_for
+    handled: list[Any] = []  # the (shared) clients the counter is registered on, once each
+
+    def count(model: Any, **_: Any) -> None:
+        counted.update([model.name])
 
     def counting(target: Any, service: str, region: str | None = None) -> Any:
         client = real(target, service, region)
-        client.meta.events.register("before-call.s3", lambda model, **_: counted.update([model.name]))
+        client.meta.events.register("before-call.s3", count, unique_id="test-s3-inventory-calls")
+        handled.append(client)
         return client
 
     monkeypatch.setattr(s3, "client_for", counting)
-    return counted
+    yield counted
+    for client in handled:
+        client.meta.events.unregister("before-call.s3", unique_id="test-s3-inventory-calls")
 
 
 def test_lock_configuration_is_asked_only_of_versioned_buckets(aws_target: Target, calls: Counter[str]) -> None:
@@ -87,3 +96,42 @@ def test_listing_timestamps_are_parsed_without_dateutil(aws_target: Target, monk
         assert abs((datetime.now(UTC) - entry["LastModified"]).total_seconds()) < 600
     head = s3_client.head_object(Bucket="rb-timestamps", Key="k0")  # an RFC 822 header: botocore's parser
     assert head["LastModified"] == listed[0]["LastModified"].replace(microsecond=0) and parsed
+
+
+def test_clients_are_shared_per_connection_service_and_region(aws_target: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    """client_for builds one client per (connection, service, region) and process, through one session per
+    connection; ``shared=False`` gives a caller its own client (and pool); a changed connection gets new ones; the
+    connection's region is read from the connection, not from a throw-away client built to ask it."""
+    import json
+
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
+
+    first = clients.client_for(aws_target, "s3", "us-east-1")
+    assert clients.client_for(aws_target.conn_id, "s3", "us-east-1") is first
+    assert clients.client_for(aws_target, "s3", "eu-west-1") is not first
+    assert clients.client_for(aws_target, "ec2", "us-east-1") is not first
+    own = clients.client_for(aws_target, "s3", "us-east-1", shared=False)
+    assert own is not first and own.meta.region_name == "us-east-1"
+    assert clients.client_for(aws_target, "s3", "us-east-1") is first  # an own client is never handed out
+
+    # region None: the connection's region, with no client built by the hook (hook.conn_region_name builds one)
+    built: list[str] = []
+    real_client_type = AwsGenericHook.get_client_type
+    monkeypatch.setattr(AwsGenericHook, "get_client_type",
+                        lambda self, *a, **k: built.append(self.client_type) or real_client_type(self, *a, **k))
+    default = clients.client_for(aws_target, "sts")
+    conn = json.loads(os.environ[f"AIRFLOW_CONN_{aws_target.conn_id.upper()}"])
+    assert default.meta.region_name == conn["extra"]["region_name"] and built == []
+    assert clients.client_for(aws_target, "sts", conn["extra"]["region_name"]) is default
+
+    # the connection changes (another botocore config): new session, new clients, and the old ones are let go
+    moved = {**conn, "extra": {**conn["extra"], "config_kwargs": {"retries": {"max_attempts": 2}}}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{aws_target.conn_id.upper()}", json.dumps(moved))
+    again = clients.client_for(aws_target, "s3", "us-east-1")
+    assert again is not first and again.list_buckets()["Buckets"] == []
+    assert all(key[0] != aws_target.conn_id or key[1] == _fingerprint(aws_target) for key in clients._SESSIONS)
+    assert all(key[0] != aws_target.conn_id or key[1] == _fingerprint(aws_target) for key in clients._CLIENTS)
+
+
+def _fingerprint(target: Target) -> str:
+    return clients._connection_fingerprint(clients.hook_for(target.conn_id, "s3", None))

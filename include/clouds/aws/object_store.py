@@ -260,8 +260,10 @@ class S3ObjectStore:
     def __init__(self, target: Target, region: str | None = None) -> None:
         self.target = target
         self.region = region or target.regions[0]
-        self.client: Any = client_for(target, "s3", self.region)
-        # Acts only in list_objects' prefetch thread; the unique id keeps it registered once on a shared client.
+        # A client of its own: the copier's threads share its connection pool (botocore's 10 connections), which
+        # a second store on the same account and region must not have to share.
+        self.client: Any = client_for(target, "s3", self.region, shared=False)
+        # Acts only in list_objects' prefetch thread.
         self.client.meta.events.register("before-parse.s3.ListObjectsV2", _split_contents,
                                          unique_id="runbooks-s3-raw-contents")
 
