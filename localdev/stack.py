@@ -218,16 +218,22 @@ def prepare(stack: Stack) -> tuple[emu.Emulators, dict[str, str]]:
     write_dotenv(emulators, stack.dotenv)
     from localdev.seed import seed_estate
 
-    started = time.monotonic()
-    report = seed_estate()
-    print(f"seeded the three-cloud estate in {time.monotonic() - started:.1f}s: {report.summary()}", flush=True)
     env = airflow_env(stack, emulators)
     credentials(stack)
-    print("initialising Airflow (SQLite) ...", flush=True)
-    subprocess.run(
+    # The metadata DB is migrated while the estate is seeded: neither needs the other.
+    print("initialising Airflow (SQLite) and seeding the estate ...", flush=True)
+    migrate = subprocess.Popen(
         [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    try:
+        started = time.monotonic()
+        report = seed_estate()
+        print(f"seeded the three-cloud estate in {time.monotonic() - started:.1f}s: {report.summary()}", flush=True)
+    finally:
+        _, errors = migrate.communicate()
+    if migrate.returncode != 0:
+        raise LocalError(f"`airflow db migrate` failed ({migrate.returncode}):\n{errors[-3000:]}")
     return emulators, env
 
 
