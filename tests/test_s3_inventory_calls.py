@@ -127,8 +127,14 @@ def test_clients_are_shared_per_connection_service_and_region(aws_target: Target
     # the connection changes (another botocore config): new session, new clients, and the old ones are let go
     moved = {**conn, "extra": {**conn["extra"], "config_kwargs": {"retries": {"max_attempts": 2}}}}
     monkeypatch.setenv(f"AIRFLOW_CONN_{aws_target.conn_id.upper()}", json.dumps(moved))
+    from botocore.loaders import JSONFileLoader
+
+    loaded: list[str] = []
+    real_load = JSONFileLoader.load_file
+    monkeypatch.setattr(JSONFileLoader, "load_file", lambda self, path: loaded.append(path) or real_load(self, path))
     again = clients.client_for(aws_target, "s3", "us-east-1")
     assert again is not first and again.list_buckets()["Buckets"] == []
+    assert not [path for path in loaded if "/s3/" in path], loaded  # the new session reads S3's model from the cache
     assert all(key[0] != aws_target.conn_id or key[1] == _fingerprint(aws_target) for key in clients._SESSIONS)
     assert all(key[0] != aws_target.conn_id or key[1] == _fingerprint(aws_target) for key in clients._CLIENTS)
 
