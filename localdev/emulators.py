@@ -207,6 +207,25 @@ def moto_command(port: int) -> list[str]:
     return [sys.executable, "-m", "localdev.moto_server", "-H", "127.0.0.1", "-p", str(port)]
 
 
+def start_moto(log: Path, env: Mapping[str, str] | None = None, timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+    """A private moto server (:func:`moto_command`) on a free port, its output into ``log``, ``env`` added to the
+    environment (moto's own settings, such as ``INITIAL_NO_AUTH_ACTION_COUNT``); (process, endpoint) once it answers.
+    The caller stops the process."""
+    port = free_port()
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [full_env.get("PYTHONPATH")])])
+    with log.open("ab") as out:
+        proc = subprocess.Popen(moto_command(port), stdout=out, stderr=subprocess.STDOUT, env=full_env)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait("moto server", f"{endpoint}/moto-api/", proc, timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, endpoint
+
+
 def _commands(emulators: Emulators) -> dict[str, list[str]]:
     return {
         "aws": moto_command(emulators.aws_port),

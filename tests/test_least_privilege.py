@@ -23,10 +23,7 @@ import functools
 import itertools
 import json
 import os
-import subprocess
 import threading
-import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +34,7 @@ import pytest
 from include import least_privilege as lp
 from include.records import ResourceRecord
 from include.targets import Target, TargetsConfig, load_targets
-from localdev.emulators import AWS_CONN_ID, free_port, moto_command
+from localdev.emulators import AWS_CONN_ID, start_moto
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -202,23 +199,10 @@ class IamMoto:
 def iam_moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IamMoto]:
     import boto3
 
-    port = free_port()
     log = tmp_path_factory.mktemp("iam-moto") / "moto.log"
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", "PYTHONPATH": str(PROJECT_ROOT)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(moto_command(port), stdout=out, stderr=subprocess.STDOUT, env=env)
-    endpoint = f"http://127.0.0.1:{port}"
+    proc, endpoint = start_moto(log, {"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
     saved = os.environ.get(f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"moto_server did not start; see {log}") from None
-                time.sleep(0.1)
         # The three unauthenticated calls: an administrator with a key; everything after is checked.
         iam = boto3.client("iam", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="bootstrap",
                            aws_secret_access_key="bootstrap")

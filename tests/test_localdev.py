@@ -124,28 +124,15 @@ def test_the_suite_moto_server_is_moto_minus_its_per_request_overheads(tmp_path:
     """localdev/moto_server.py answers as moto does (the default AMIs every seed and test uses are there, in every
     region), without the per-region "latest" AMIs, without an access log line per request, and reads its module
     list once instead of on every request."""
-    import time
-    import urllib.request
-
     import boto3
 
-    from localdev.emulators import free_port, moto_command
+    from localdev.emulators import start_moto
     from localdev.moto_server import default_amis_file
 
-    port, log = free_port(), tmp_path / "moto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(moto_command(port), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    log = tmp_path / "moto.log"
+    proc, endpoint = start_moto(log, timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=1).read()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-                time.sleep(0.1)
-        ec2 = boto3.client("ec2", region_name="eu-west-1", endpoint_url=f"http://127.0.0.1:{port}",
+        ec2 = boto3.client("ec2", region_name="eu-west-1", endpoint_url=endpoint,
                            aws_access_key_id="testing", aws_secret_access_key="testing")
         images = {image["ImageId"] for image in ec2.describe_images(Owners=["amazon"])["Images"]}
         assert {"ami-04681a1dbd79675a5", "ami-b7e93bce"} <= images
