@@ -207,13 +207,18 @@ def moto_command(port: int) -> list[str]:
     return [sys.executable, "-m", "localdev.moto_server", "-H", "127.0.0.1", "-p", str(port)]
 
 
+def _with_project_path(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the project first on PYTHONPATH (moto runs as ``python -m localdev.moto_server``)."""
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
 def start_moto(log: Path, env: Mapping[str, str] | None = None, timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
     """A private moto server (:func:`moto_command`) on a free port, its output into ``log``, ``env`` added to the
     environment (moto's own settings, such as ``INITIAL_NO_AUTH_ACTION_COUNT``); (process, endpoint) once it answers.
     The caller stops the process."""
     port = free_port()
-    full_env = {**os.environ, **(env or {})}
-    full_env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [full_env.get("PYTHONPATH")])])
+    full_env = _with_project_path({**os.environ, **(env or {})})
     with log.open("ab") as out:
         proc = subprocess.Popen(moto_command(port), stdout=out, stderr=subprocess.STDOUT, env=full_env)
     endpoint = f"http://127.0.0.1:{port}"
@@ -250,9 +255,8 @@ def _health(emulators: Emulators) -> dict[str, str]:
 
 
 def _spawn(emulators: Emulators, name: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
+    env = _with_project_path(dict(os.environ))
     env.pop("AWS_CA_BUNDLE", None)
-    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [env.get("PYTHONPATH")])])  # localdev.*
     log = open(log_dir / f"{name}-{getattr(emulators, name + '_port')}.log", "ab")
     proc = subprocess.Popen(_commands(emulators)[name], stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
